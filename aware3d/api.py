@@ -1,0 +1,82 @@
+"""The Python API: ``load`` anything (our checkpoint, an official file, a preset name) and render it.
+
+    import aware3d
+    G = aware3d.load("pigan-celeba")                     # fresh random init of a preset
+    G = aware3d.load("runs/x/generator")                 # our checkpoint folder
+    G = aware3d.load("CelebA/generator.pth")             # official pi-GAN (+ ema.pth beside it)
+    out = aware3d.render(G, seeds=[0, 1], yaw=0.3)       # yaw/pitch: radians from the frontal view
+    out.image, out.depth                                 # (B,3,H,W) in [-1,1], (B,1,H,W)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from .cameras import Cameras
+from .io.checkpoint import CheckpointError, is_checkpoint_dir, load_generator
+from .models.base import Generator3D, GeneratorOutput
+from .models.registry import all_presets, build_generator
+
+
+def load(source: str | os.PathLike, *, device: str | torch.device = "cpu", ema: bool = True,
+         preset: str | None = None, seed: int = 0) -> Generator3D:
+    """Load a generator.
+
+    Args:
+        source: one of
+            - an aware3d checkpoint folder (``config.json`` + ``generator.safetensors``);
+            - an official pi-GAN ``generator.pth`` (read safely, never executed);
+            - a preset name (e.g. ``pigan-celeba``): a freshly initialised model with weights from ``seed``.
+        ema: for official pi-GAN files, apply ``ema.pth`` from the same folder when present (as the official
+            render scripts do).
+        preset: for official files, the render/camera settings to attach (default: guessed from the SIREN).
+    """
+    src = str(source)
+    if src in all_presets():
+        return build_generator(src, seed=seed).to(device).eval()
+    path = Path(source)
+    if is_checkpoint_dir(path):
+        return load_generator(path, device=device)
+    if path.is_file() and path.suffix == ".pth":
+        from .models.pigan.convert import import_official_pigan
+
+        return import_official_pigan(path, ema_path="auto" if ema else None, preset=preset).to(device)
+    if path.is_file() and path.suffix == ".pkl":
+        raise CheckpointError(f"{path}: EG3D pickles are not supported by this version yet (the EG3D family is not built)")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder without config.json: not an aware3d checkpoint")
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{source!r} is neither a file, a checkpoint folder nor a preset; presets: {', '.join(sorted(all_presets()))}")
+    raise CheckpointError(f"{path}: unknown checkpoint type (expected an aware3d folder or an official generator.pth)")
+
+
+def latents(G: Generator3D, seeds: list[int] | None = None, z: torch.Tensor | None = None) -> torch.Tensor:
+    """z for ``seeds`` (one per seed, reproducible) or the given ``z`` on the model's device."""
+    if z is not None:
+        return z.to(G.device)
+    return G.z_from_seeds(list(seeds if seeds is not None else [0]))
+
+
+@torch.no_grad()
+def render(G: Generator3D, seeds: list[int] | None = None, *, z: torch.Tensor | None = None,
+           yaw: float = 0.0, pitch: float = 0.0, cameras: Cameras | None = None, resolution: int | None = None,
+           truncation_psi: float | None = None, num_samples: int | None = None, lock_view_dependence: bool = False,
+           normals: bool = False) -> GeneratorOutput:
+    """Render seeds (or z) from one view.
+
+    ``yaw`` and ``pitch`` are radians relative to the model's mean (frontal) pose, positive yaw turning the
+    camera toward -x and positive pitch looking from above; or pass ``cameras`` (one per latent) directly.
+    Uses the model's evaluation render settings (no jitter) and truncation unless overridden.
+    """
+    zs = latents(G, seeds, z)
+    psi = G.config.eval_truncation_psi if truncation_psi is None else truncation_psi
+    w = G.mapping(zs, psi)
+    if cameras is None:
+        pose = G.config.pose
+        cameras = G.cameras([pose.yaw_mean + yaw] * len(zs), [pose.pitch_mean - pitch] * len(zs))
+    return G.synthesis(w, cameras.to(G.device), resolution=resolution, render=G.eval_render_config(num_samples),
+                       lock_view_dependence=lock_view_dependence, normals=normals)

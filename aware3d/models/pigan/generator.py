@@ -1,0 +1,121 @@
+"""The pi-GAN generator: mapping network + FiLM-SIREN field, rendered by the shared renderer."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from ...cameras import Cameras, camera_directions, rotate_to_world
+from ...rendering import CameraFrameRays, RandomDraws, RenderConfig, density_normals, render_rays
+from ..base import Generator3D, GeneratorOutput, expand_latent
+from .config import PiGANConfig
+from .network import FiLMSiren, MappingNetwork
+
+
+class PiGANGenerator(Generator3D):
+    """z -> w (FiLM frequencies and phases) -> radiance field -> volume-rendered image.
+
+    ``w_avg`` (1, w_dim) is a buffer: the mean w over ``config.w_avg_samples`` latents drawn with a fixed
+    seed, used as the truncation centre. (The official code re-draws it at every render; a stored one
+    makes renders reproducible.)
+    """
+
+    family = "pigan"
+
+    def __init__(self, config: PiGANConfig = PiGANConfig()):
+        super().__init__()
+        self.config = config
+        self.z_dim = config.z_dim
+        self.field = FiLMSiren(config.hidden_dim, config.num_film_layers, config.box_warp)
+        self.mapping_network = MappingNetwork(config.z_dim, config.mapping_hidden_dim, self.field.w_dim, config.mapping_layers)
+        self.register_buffer("w_avg", torch.zeros(1, self.field.w_dim))
+
+    @torch.no_grad()
+    def update_w_avg(self, num_samples: int | None = None, seed: int = 0, batch: int = 2500) -> Tensor:
+        """Recompute ``w_avg`` from ``num_samples`` z drawn from a generator seeded with ``seed``."""
+        n = num_samples or self.config.w_avg_samples
+        g = torch.Generator().manual_seed(seed)
+        total = torch.zeros(1, self.field.w_dim, dtype=torch.float64)
+        for s in range(0, n, batch):
+            z = torch.randn(min(batch, n - s), self.z_dim, generator=g).to(self.w_avg.device)
+            total += self.mapping_network(z).double().sum(0, keepdim=True).cpu()
+        self.w_avg.copy_((total / n).to(self.w_avg))
+        return self.w_avg
+
+    def mapping(self, z: Tensor, truncation_psi: float = 1.0, cameras: Cameras | None = None) -> Tensor:
+        """z (B, z_dim) -> w (B, w_dim); psi < 1 pulls w toward ``w_avg`` (pi-GAN truncation)."""
+        w = self.mapping_network(z)
+        if truncation_psi != 1:
+            w = self.w_avg + truncation_psi * (w - self.w_avg)
+        return w
+
+    def field_fn(self, w: Tensor, lock_view_dependence: bool = False):
+        """The renderer's field callback for latents w (B, w_dim)."""
+        def field(points: Tensor, view_dirs: Tensor):
+            if lock_view_dependence:
+                # The official renders then feed the world direction (0, 0, -1) to every sample.
+                view_dirs = torch.zeros_like(view_dirs)
+                view_dirs[..., 2] = -1
+            return self.field(points, view_dirs, w)
+        return field
+
+    def density(self, w: Tensor) -> Callable[[Tensor], Tensor]:
+        return lambda points: self.field.density(points, expand_latent(w, points.shape[0]))
+
+    def color(self, w: Tensor) -> Callable[[Tensor], Tensor]:
+        def fn(points: Tensor) -> Tensor:
+            dirs = torch.zeros_like(points)
+            dirs[..., 2] = -1
+            return self.field(points, dirs, expand_latent(w, points.shape[0]))[0]
+        return fn
+
+    def synthesis(self, w: Tensor, cameras: Cameras, *, resolution: int | None = None, render: RenderConfig | None = None,
+                  lock_view_dependence: bool = False, normals: bool = False, generator: torch.Generator | None = None,
+                  draws: RandomDraws | None = None) -> GeneratorOutput:
+        """Render latents w (B or 1, w_dim) from B cameras.
+
+        Args:
+            resolution: output size in pixels (default ``config.resolution``).
+            render: sampling settings (default ``config.render``, the training ones; tools pass ``eval_render``).
+            lock_view_dependence: ignore the view direction in the colour branch (consistent videos).
+            normals: also return normals (gradient of density at the expected surface point).
+            generator, draws: randomness of the renderer (see :func:`~aware3d.rendering.render_rays`).
+        """
+        res = resolution or self.config.resolution
+        cfg = render or self.config.render
+        B = len(cameras)
+        w = expand_latent(w, B)
+        dirs_cam = camera_directions(cameras.intrinsics, res, res, grid=self.config.pixel_grid).contiguous()
+        rays_d = rotate_to_world(cameras.cam2world, dirs_cam)
+        rays_o = cameras.origins[:, None].expand_as(rays_d)
+        # Coarse points formed in the camera frame, as the official code does (bitwise-equal renders).
+        frame = CameraFrameRays(cameras.cam2world, dirs_cam)
+        out = render_rays(self.field_fn(w, lock_view_dependence), rays_o, rays_d, cfg, generator=generator,
+                          draws=draws, camera_frame=frame)
+
+        def to_image(x: Tensor) -> Tensor:
+            return x.reshape(B, res, res, -1).permute(0, 3, 1, 2)
+
+        normal_map = None
+        if normals:
+            # pi-GAN's depth is not divided by the opacity; the surface point uses the normalised one.
+            surface_t = (out.depth / out.opacity.clamp_min(1e-6)).clamp(cfg.near, cfg.far)
+            points = rays_o + rays_d * surface_t[..., None]
+            n = density_normals(self.density(w), points, chunk=cfg.max_points or points.shape[1])
+            normal_map = to_image(n * (out.opacity[..., None] > 1e-3))
+        return GeneratorOutput(
+            image=to_image(out.features[..., :3]) * 2 - 1,
+            depth=to_image(out.depth[..., None]),
+            opacity=to_image(out.opacity[..., None]),
+            normals=normal_map,
+        )
+
+    def eval_render_config(self, num_samples: int | None = None, **changes) -> RenderConfig:
+        """The tools' render settings, with the coarse and fine sample counts set to ``num_samples`` if given."""
+        cfg = self.config.eval_render
+        if num_samples is not None:
+            changes.update(num_samples=num_samples, num_importance=num_samples if cfg.num_importance else 0)
+        return replace(cfg, **changes)

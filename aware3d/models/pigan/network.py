@@ -1,0 +1,107 @@
+"""pi-GAN's networks: the mapping network z -> (frequencies, phases) and the FiLM-conditioned SIREN field.
+
+The SIREN computes, for world points p (B, N, 3) and per-sample FiLM parameters,
+``x_0 = p * 2 / box_warp``, ``x_{i+1} = sin(freq_i * (W_i x_i + b_i) + phase_i)``, density
+``sigma = W_s x_L + b_s`` (raw, no activation) and colour ``sigmoid(W_c sin(freq_c * (W x' + b) + phase_c))``
+with ``x' = [view_dir, x_L]``. ``freq = 15 * f_raw + 30`` (the official scaling), slices of 256 per layer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MappingNetwork(nn.Module):
+    """z (B, z_dim) -> w (B, 2 * n_film * hidden): raw frequencies then phase shifts (pi-GAN's w space)."""
+
+    def __init__(self, z_dim: int, hidden_dim: int, out_dim: int, hidden_layers: int):
+        super().__init__()
+        dims = [z_dim] + [hidden_dim] * hidden_layers
+        self.layers = nn.ModuleList([nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:])] + [nn.Linear(dims[-1], out_dim)])
+        for layer in self.layers:
+            nn.init.kaiming_normal_(layer.weight, a=0.2, mode="fan_in", nonlinearity="leaky_relu")
+        with torch.no_grad():
+            # The official recipe shrinks the last layer so initial frequencies stay near 30.
+            self.layers[-1].weight.mul_(0.25)
+
+    def forward(self, z: Tensor) -> Tensor:
+        x = z
+        for layer in self.layers[:-1]:
+            x = F.leaky_relu(layer(x), 0.2)
+        return self.layers[-1](x)
+
+
+class FiLMLayer(nn.Module):
+    """``sin(freq * (W x + b) + phase)`` with per-latent freq/phase of shape (B, out)."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.linear = nn.Linear(in_dim, out_dim)
+
+    def forward(self, x: Tensor, freq: Tensor, phase: Tensor) -> Tensor:
+        h = self.linear(x)
+        if not torch.is_grad_enabled() or not h.requires_grad:
+            # Same arithmetic as below, in place: saves two full-size temporaries at inference.
+            return h.mul_(freq.unsqueeze(1)).add_(phase.unsqueeze(1)).sin_()
+        return torch.sin(freq.unsqueeze(1) * h + phase.unsqueeze(1))
+
+
+class FiLMSiren(nn.Module):
+    """The pi-GAN field: world points + view directions + FiLM parameters -> (rgb in [0,1], raw sigma)."""
+
+    def __init__(self, hidden_dim: int = 256, num_film_layers: int = 8, box_warp: float | None = 0.24):
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.num_film_layers = num_film_layers
+        self.box_scale = 1.0 if box_warp is None else 2.0 / box_warp
+        self.film = nn.ModuleList([FiLMLayer(3 if i == 0 else hidden_dim, hidden_dim) for i in range(num_film_layers)])
+        self.sigma_head = nn.Linear(hidden_dim, 1)
+        self.color_film = FiLMLayer(hidden_dim + 3, hidden_dim)
+        self.color_head = nn.Linear(hidden_dim, 3)
+        self.reset_parameters()
+
+    @property
+    def w_dim(self) -> int:
+        """Size of the FiLM code: (film layers + colour layer) x hidden, for frequencies and for phases."""
+        return 2 * (self.num_film_layers + 1) * self.hidden_dim
+
+    def reset_parameters(self) -> None:
+        """The official SIREN init: weights U(+-sqrt(6/fan_in)/25), first layer U(+-1/fan_in); default biases."""
+        with torch.no_grad():
+            for lin in [m.linear for m in self.film[1:]] + [self.sigma_head, self.color_film.linear, self.color_head]:
+                bound = math.sqrt(6 / lin.weight.shape[1]) / 25
+                lin.weight.uniform_(-bound, bound)
+            first = self.film[0].linear
+            first.weight.uniform_(-1 / first.weight.shape[1], 1 / first.weight.shape[1])
+
+    def split_w(self, w: Tensor) -> tuple[Tensor, Tensor]:
+        """w (B, w_dim) -> (frequencies scaled as 15 f + 30, phases), each (B, w_dim / 2)."""
+        half = w.shape[-1] // 2
+        return w[..., :half] * 15 + 30, w[..., half:]
+
+    def trunk(self, points: Tensor, freq: Tensor, phase: Tensor) -> Tensor:
+        """Hidden features (B, N, hidden) of the density trunk."""
+        x = points * self.box_scale
+        H = self.hidden_dim
+        for i, layer in enumerate(self.film):
+            x = layer(x, freq[..., i * H:(i + 1) * H], phase[..., i * H:(i + 1) * H])
+        return x
+
+    def forward(self, points: Tensor, view_dirs: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+        """points, view_dirs: (B, N, 3); w: (B, w_dim). Returns rgb (B, N, 3) in [0, 1], sigma (B, N)."""
+        freq, phase = self.split_w(w)
+        x = self.trunk(points, freq, phase)
+        sigma = self.sigma_head(x)
+        H = self.hidden_dim
+        c = self.color_film(torch.cat([view_dirs, x], dim=-1), freq[..., -H:], phase[..., -H:])
+        rgb = torch.sigmoid(self.color_head(c))
+        return rgb, sigma.squeeze(-1)
+
+    def density(self, points: Tensor, w: Tensor) -> Tensor:
+        """Raw density (B, N) only (skips the colour branch)."""
+        freq, phase = self.split_w(w)
+        return self.sigma_head(self.trunk(points, freq, phase)).squeeze(-1)

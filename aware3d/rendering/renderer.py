@@ -1,0 +1,229 @@
+"""One volume renderer for every family.
+
+The renderer never owns a network. It takes a *field callback*::
+
+    field(points: (B, N, 3) world coords, view_dirs: (B, N, 3) unit vectors) -> (features (B, N, C), sigma (B, N))
+
+which the family builds around its latent code (a closure over w / tri-planes / conditioning). The
+renderer places samples along the rays, queries the field, optionally resamples by importance, and
+composites. Evaluation is chunked over rays so memory is bounded for any resolution, and random draws
+come from an explicit generator or injected tensors, so renders are reproducible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import torch
+from torch import Tensor
+
+from .compositing import Background, DensityActivation, DepthMode, composite
+from .sampling import Jitter, sample_importance, stratified_parts
+
+FieldFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """How rays are sampled and composited (per family preset; every field has the seeds' meaning)."""
+
+    near: float = 0.88
+    """Distance of the first coarse sample from the camera, world units."""
+    far: float = 1.12
+    """Distance of the last coarse sample from the camera, world units."""
+    num_samples: int = 12
+    """Coarse (stratified) samples per ray."""
+    num_importance: int = 12
+    """Fine (importance) samples per ray; 0 disables hierarchical sampling."""
+    perturb: bool = True
+    """Jitter the coarse samples (training and the official pi-GAN renders); False is deterministic."""
+    jitter: Jitter = "centered"
+    """centered: +-half a step (pi-GAN); forward: up to one step (EG3D)."""
+    importance_smoothing: Literal["none", "maxblur"] = "none"
+    """Filter on the coarse weights before importance sampling (EG3D: maxblur)."""
+    importance_weight_eps: float = 1e-5
+    """Added to the coarse weights before importance sampling (pi-GAN 1e-5, EG3D 0.01)."""
+    importance_det: bool = False
+    """Deterministic importance sampling (u = linspace(0, 1, N)) instead of random u."""
+    searchsorted_right: bool = False
+    """Side of searchsorted in the inverse CDF (pi-GAN: left, EG3D: right)."""
+    density_activation: DensityActivation = "relu"
+    """relu (pi-GAN) or softplus (EG3D, pi-GAN softplus mode)."""
+    density_bias: float = 0.0
+    """Added to raw density before the activation (EG3D: -1)."""
+    midpoint: bool = False
+    """Composite at interval midpoints (EG3D) instead of at the samples (pi-GAN)."""
+    background: Background = "black"
+    """black, white (CARLA) or last_sample (pi-GAN's last_back)."""
+    depth_mode: DepthMode = "expected"
+    """expected = sum w t (pi-GAN); normalized = divided by the opacity (EG3D)."""
+    noise_std: float = 0.0
+    """Std of the Gaussian noise on raw density (training regulariser)."""
+    max_points: int | None = 16384
+    """Field evaluations per chunk (points = rays x samples); None renders all rays at once (training)."""
+
+
+@dataclass
+class RayOutput:
+    """What :func:`render_rays` returns. B batch, R rays, C field features, S = all samples per ray."""
+
+    features: Tensor
+    """(B, R, C) composited field features (colour in the first 3 channels)."""
+    depth: Tensor
+    """(B, R) distance along the ray, world units."""
+    opacity: Tensor
+    """(B, R) accumulated alpha."""
+    weights: Tensor
+    """(B, R, S') compositing weights (S' = S, or S-1 with midpoint compositing)."""
+    t: Tensor
+    """(B, R, S) sorted sample distances."""
+
+
+@dataclass
+class RandomDraws:
+    """Injected uniform draws, for exact reproduction of another implementation's random stream."""
+
+    stratified: Tensor | None = None
+    """(B, R, S) uniforms for the coarse jitter."""
+    importance: Tensor | None = None
+    """(B, R, N) uniforms for the inverse CDF."""
+
+    def slice(self, sl: slice) -> "RandomDraws":
+        return RandomDraws(
+            None if self.stratified is None else self.stratified[:, sl],
+            None if self.importance is None else self.importance[:, sl],
+        )
+
+
+@dataclass
+class CameraFrameRays:
+    """Optional camera-frame description of the rays, to form coarse points as ``cam2world @ (d_cam t)``.
+
+    Mathematically the same points as ``o + d t``; pi-GAN computes its coarse samples this way, and doing
+    the same arithmetic reproduces its renders bit for bit.
+    """
+
+    cam2world: Tensor
+    """(B, 4, 4) camera-to-world matrices."""
+    dirs_cam: Tensor
+    """(B, R, 3) unit ray directions in the camera frame."""
+
+
+def _query(field: FieldFn, rays_o: Tensor, rays_d: Tensor, t: Tensor, points: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Evaluate the field at ``o + d t`` (or at given ``points``): features (B, R, S, C), raw sigma (B, R, S)."""
+    B, R, S = t.shape
+    if points is None:
+        points = rays_o.unsqueeze(2) + rays_d.unsqueeze(2) * t.unsqueeze(-1)
+    dirs = rays_d.unsqueeze(2).expand(B, R, S, 3)
+    feats, sigma = field(points.reshape(B, R * S, 3), dirs.reshape(B, R * S, 3))
+    return feats.reshape(B, R, S, -1), sigma.reshape(B, R, S)
+
+
+def _camera_frame_points(frame: CameraFrameRays, lattice: Tensor, offset: Tensor | None) -> Tensor:
+    """Coarse points (B, R, S, 3) as pi-GAN forms them: ``d_cam * t0 + offset * d_cam``, then ``cam2world``."""
+    B, R, S = lattice.shape
+    pts = frame.dirs_cam.unsqueeze(2) * lattice.unsqueeze(-1)
+    if offset is not None:
+        pts = pts + offset.unsqueeze(-1) * frame.dirs_cam.unsqueeze(2)
+    homo = torch.cat([pts, torch.ones_like(pts[..., :1])], -1).reshape(B, R * S, 4)
+    world = torch.bmm(frame.cam2world, homo.permute(0, 2, 1)).permute(0, 2, 1)
+    return world[..., :3].reshape(B, R, S, 3)
+
+
+def _composite(cfg: RenderConfig, feats: Tensor, sigma: Tensor, t: Tensor, generator, background=None):
+    return composite(
+        feats, sigma, t, density_activation=cfg.density_activation, density_bias=cfg.density_bias,
+        midpoint=cfg.midpoint, background=background or cfg.background, depth_mode=cfg.depth_mode,
+        noise_std=cfg.noise_std, generator=generator,
+    )
+
+
+def _render_chunk(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderConfig, draws: RandomDraws,
+                  generator: torch.Generator | None, frame: CameraFrameRays | None) -> RayOutput:
+    B, R, _ = rays_o.shape
+    lattice, offset = stratified_parts(
+        cfg.near, cfg.far, cfg.num_samples, (B, R), perturb=cfg.perturb, jitter=cfg.jitter,
+        u=draws.stratified, generator=generator, device=rays_o.device, dtype=rays_o.dtype,
+    )
+    t = lattice if offset is None else lattice + offset
+    points = None if frame is None else _camera_frame_points(frame, lattice, offset)
+    feats, sigma = _query(field, rays_o, rays_d, t, points)
+    if cfg.num_importance > 0:
+        # The coarse pass only decides where to look: no gradient, no background fill.
+        with torch.no_grad():
+            coarse = _composite(cfg, feats.detach(), sigma.detach(), t, generator, background="black")
+        t_fine = sample_importance(
+            t, coarse.weights, cfg.num_importance, smoothing=cfg.importance_smoothing,
+            weight_eps=cfg.importance_weight_eps, right=cfg.searchsorted_right, u=draws.importance,
+            det=cfg.importance_det, generator=generator,
+        )
+        feats_fine, sigma_fine = _query(field, rays_o, rays_d, t_fine)
+        # Fine first, then coarse, then a stable sort: equal distances keep that order (as in pi-GAN).
+        t_all = torch.cat([t_fine, t], -1)
+        t, order = torch.sort(t_all, -1)
+        feats = torch.cat([feats_fine, feats], -2).gather(-2, order[..., None].expand(-1, -1, -1, feats.shape[-1]))
+        sigma = torch.cat([sigma_fine, sigma], -1).gather(-1, order)
+    out = _composite(cfg, feats, sigma, t, generator)
+    return RayOutput(out.color, out.depth, out.opacity, out.weights, t)
+
+
+def render_rays(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderConfig, *,
+                generator: torch.Generator | None = None, draws: RandomDraws | None = None,
+                camera_frame: CameraFrameRays | None = None) -> RayOutput:
+    """Volume-render a batch of rays through ``field``.
+
+    Args:
+        field: the field callback (see module docstring).
+        rays_o: (B, R, 3) ray origins, world units.
+        rays_d: (B, R, 3) unit ray directions.
+        cfg: sampling and compositing settings.
+        generator: source of the jitter / importance / noise draws (``None``: the global RNG).
+        draws: injected uniforms (override the generator for those draws).
+        camera_frame: form coarse points in the camera frame (see :class:`CameraFrameRays`).
+    Returns:
+        :class:`RayOutput`. Chunks of rays are rendered independently (``cfg.max_points`` field
+        evaluations each); all random draws are made up front for the full batch, so the result does not
+        depend on the chunk size.
+    """
+    B, R, _ = rays_o.shape
+    draws = draws or RandomDraws()
+    if cfg.perturb and draws.stratified is None and cfg.num_samples > 1:
+        draws = RandomDraws(
+            torch.rand((B, R, cfg.num_samples), generator=generator, device=rays_o.device, dtype=rays_o.dtype),
+            draws.importance,
+        )
+    if cfg.num_importance > 0 and not cfg.importance_det and draws.importance is None:
+        draws = RandomDraws(
+            draws.stratified,
+            torch.rand((B, R, cfg.num_importance), generator=generator, device=rays_o.device, dtype=rays_o.dtype),
+        )
+    samples_per_ray = cfg.num_samples + cfg.num_importance
+    if cfg.max_points is None or B * R * samples_per_ray <= cfg.max_points:
+        return _render_chunk(field, rays_o, rays_d, cfg, draws, generator, camera_frame)
+    rays_per_chunk = max(1, cfg.max_points // (B * samples_per_ray))
+    outs = []
+    for s in range(0, R, rays_per_chunk):
+        sl = slice(s, s + rays_per_chunk)
+        frame = None if camera_frame is None else CameraFrameRays(camera_frame.cam2world, camera_frame.dirs_cam[:, sl])
+        outs.append(_render_chunk(field, rays_o[:, sl], rays_d[:, sl], cfg, draws.slice(sl), generator, frame))
+    return RayOutput(*(torch.cat([getattr(o, k) for o in outs], 1) for k in ("features", "depth", "opacity", "weights", "t")))
+
+
+def density_normals(sigma_fn: Callable[[Tensor], Tensor], points: Tensor, chunk: int = 65536) -> Tensor:
+    """Unit surface normals as the negative, normalised gradient of density.
+
+    Args:
+        sigma_fn: maps (B, N, 3) world points to (B, N) raw density (differentiable).
+        points: (B, N, 3) where to evaluate, e.g. ``rays_o + rays_d * depth``.
+    Returns:
+        (B, N, 3) unit normals pointing out of the surface (toward lower density), world frame.
+    """
+    out = []
+    for s in range(0, points.shape[1], chunk):
+        p = points[:, s:s + chunk].detach().requires_grad_(True)
+        with torch.enable_grad():
+            sigma = sigma_fn(p)
+            (grad,) = torch.autograd.grad(sigma.sum(), p)
+        out.append(-torch.nn.functional.normalize(grad, dim=-1))
+    return torch.cat(out, 1)
