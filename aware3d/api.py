@@ -79,4 +79,4 @@ def render(G: Generator3D, seeds: list[int] | None = None, *, z: torch.Tensor | 
         pose = G.config.pose
         cameras = G.cameras([pose.yaw_mean + yaw] * len(zs), [pose.pitch_mean - pitch] * len(zs))
     return G.synthesis(w, cameras.to(G.device), resolution=resolution, render=G.eval_render_config(num_samples),
-                       lock_view_dependence=lock_view_dependence, normals=normals)
+                       lock_view_dependence=lock_view_dependence, normals=normals, fast=True)

@@ -62,18 +62,18 @@ def main() -> None:
     ceiling = gemm_ceiling(args.reps)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; GEMM ceiling {ceiling:.1f} GFLOP/s")
     print(f"{'figure':42s} {'value':>12s} {'ratio':>8s} {'target':>8s}")
-    rows = []
     for s in args.samples:
         cfg = replace(G.config.eval_render, num_samples=s, num_importance=s)
         for res in args.sizes:
-            with torch.no_grad():
-                t = timed(lambda: G.synthesis(w, cams, resolution=res, render=cfg), args.reps)
-            points = res * res * 2 * s
-            gflops = points * FLOP_PER_POINT / t / 1e9
-            ratio = gflops / ceiling
-            rows.append((res, s, t, gflops, ratio))
-            print(f"{f'render {res}px, {s}+{s} samples (s/image)':42s} {t:12.3f}")
-            print(f"{f'  SIREN GFLOP/s at {res}px, {s}+{s}':42s} {gflops:12.1f} {ratio:8.1%} {'>= 70%':>8s}")
+            # fast: the tools' folded SIREN; exact: the official-parity path (training, parity tests).
+            for fast in (True, False):
+                with torch.no_grad():
+                    t = timed(lambda: G.synthesis(w, cams, resolution=res, render=cfg, fast=fast), args.reps)
+                gflops = res * res * 2 * s * FLOP_PER_POINT / t / 1e9
+                label = "fast" if fast else "exact"
+                print(f"{f'render {res}px {s}+{s} {label} (s/image)':42s} {t:12.3f}")
+                print(f"{f'  SIREN GFLOP/s, ratio to ceiling':42s} {gflops:12.1f} {gflops / ceiling:8.1%} "
+                      f"{'>= 70%' if fast else '':>8s}")
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
     print(f"{'peak process memory (GB, RSS)':42s} {peak_gb:12.2f} {'':8s} {'< 2 GB':>8s}")
 

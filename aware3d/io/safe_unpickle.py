@@ -64,7 +64,7 @@ class UnsafePickleError(pickle.UnpicklingError):
         where = f" {source}" if source else ""
         super().__init__(
             f"refusing to load{where}: it references globals that are not allowed: "
-            f"{', '.join(self.names)}. Nothing from the file was executed. If a name is a class whose "
+            f"{', '.join(self.names)}. The file was not executed (nothing was unpickled). If a name is a class whose "
             f"instances are plain state, pass it (or a 'package.' prefix) in stand_ins."
         )
 
@@ -678,6 +678,8 @@ def _load_legacy_stream(data: bytes, ctx: _Context) -> Any:
         if root_key not in roots:
             # Raw bytes follow the pickle; allocate now and fill in place afterwards (tensors share it).
             nbytes = _check_int(numel, "storage numel") * dtype.itemsize
+            if not 0 <= nbytes <= len(data):  # the bytes must be in the stream; refuse absurd allocations
+                raise pickle.UnpicklingError(f"{ctx.source}: storage {root_key} claims {nbytes} bytes")
             device = resolve_location(location, ctx.map_location)
             roots[root_key] = _Storage(torch.UntypedStorage(nbytes, device=device), dtype)
         root = roots[root_key]

@@ -41,6 +41,9 @@ class Generator3D(nn.Module):
         raise NotImplementedError
 
     def synthesis(self, w: Tensor, cameras: Cameras, **kwargs) -> GeneratorOutput:
+        """Render latents w from cameras. Every family accepts ``resolution``, ``render``,
+        ``lock_view_dependence``, ``normals``, ``generator``, ``draws`` and ``fast`` (inference-only kernels
+        that may round differently from the reference path)."""
         raise NotImplementedError
 
     def density(self, w: Tensor) -> Callable[[Tensor], Tensor]:

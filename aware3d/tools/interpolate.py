@@ -50,7 +50,7 @@ def run(opts: InterpolateOptions) -> dict:
                 pose.yaw_mean, pose.pitch_mean, 1.0)
             with torch.no_grad():
                 img = G.synthesis(ws[i:i + 1], G.cameras([yaw], [pitch], scale), resolution=opts.resolution,
-                                  render=cfg, lock_view_dependence=opts.lock_view_dependence).image
+                                  render=cfg, lock_view_dependence=opts.lock_view_dependence, fast=True).image
             yield to_uint8(img[0])
 
     target = out_dir(opts) / opts.name

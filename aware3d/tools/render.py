@@ -50,7 +50,7 @@ def run(opts: RenderOptions) -> dict:
         row = []
         for vi, (yaw, pitch, scale) in enumerate(views):
             res = G.synthesis(w_all[si:si + 1], G.cameras([yaw], [pitch], scale), resolution=opts.resolution,
-                              render=cfg, lock_view_dependence=opts.lock_view_dependence, normals=opts.normals)
+                              render=cfg, lock_view_dependence=opts.lock_view_dependence, normals=opts.normals, fast=True)
             stem = out / f"seed{seed:04d}_view{vi:02d}"
             files.append(str(save_image(f"{stem}.png", res.image[0])))
             mask = res.opacity[:, 0] > 0.5

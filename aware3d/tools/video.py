@@ -59,7 +59,7 @@ def run(opts: VideoOptions) -> dict:
             cams = G.cameras([float(path.yaw[i])] * len(seeds), [float(path.pitch[i])] * len(seeds), float(path.fov_scale[i]))
             with torch.no_grad():
                 img = G.synthesis(w, cams, resolution=opts.resolution, render=cfg,
-                                  lock_view_dependence=opts.lock_view_dependence).image
+                                  lock_view_dependence=opts.lock_view_dependence, fast=True).image
             yield to_uint8(make_grid(img, nrow=cols, padding=0 if len(seeds) == 1 else 2))
 
     target = out_dir(opts) / opts.name

@@ -52,14 +52,16 @@ class PiGANGenerator(Generator3D):
             w = self.w_avg + truncation_psi * (w - self.w_avg)
         return w
 
-    def field_fn(self, w: Tensor, lock_view_dependence: bool = False):
-        """The renderer's field callback for latents w (B, w_dim)."""
+    def field_fn(self, w: Tensor, lock_view_dependence: bool = False, fast: bool = False):
+        """The renderer's field callback for latents w (B, w_dim); ``fast`` uses the folded SIREN (no gradients)."""
+        net = self.field.fold(w) if fast else (lambda p, d: self.field(p, d, w))
+
         def field(points: Tensor, view_dirs: Tensor):
             if lock_view_dependence:
                 # The official renders then feed the world direction (0, 0, -1) to every sample.
                 view_dirs = torch.zeros_like(view_dirs)
                 view_dirs[..., 2] = -1
-            return self.field(points, view_dirs, w)
+            return net(points, view_dirs)
         return field
 
     def density(self, w: Tensor) -> Callable[[Tensor], Tensor]:
@@ -74,7 +76,7 @@ class PiGANGenerator(Generator3D):
 
     def synthesis(self, w: Tensor, cameras: Cameras, *, resolution: int | None = None, render: RenderConfig | None = None,
                   lock_view_dependence: bool = False, normals: bool = False, generator: torch.Generator | None = None,
-                  draws: RandomDraws | None = None) -> GeneratorOutput:
+                  draws: RandomDraws | None = None, fast: bool = False) -> GeneratorOutput:
         """Render latents w (B or 1, w_dim) from B cameras.
 
         Args:
@@ -83,6 +85,8 @@ class PiGANGenerator(Generator3D):
             lock_view_dependence: ignore the view direction in the colour branch (consistent videos).
             normals: also return normals (gradient of density at the expected surface point).
             generator, draws: randomness of the renderer (see :func:`~aware3d.rendering.render_rays`).
+            fast: inference only: fold the FiLM parameters into the weights (faster; rounding differs from
+                the exact, official-parity path by about 1e-6 relative).
         """
         res = resolution or self.config.resolution
         cfg = render or self.config.render
@@ -93,7 +97,7 @@ class PiGANGenerator(Generator3D):
         rays_o = cameras.origins[:, None].expand_as(rays_d)
         # Coarse points formed in the camera frame, as the official code does (bitwise-equal renders).
         frame = CameraFrameRays(cameras.cam2world, dirs_cam)
-        out = render_rays(self.field_fn(w, lock_view_dependence), rays_o, rays_d, cfg, generator=generator,
+        out = render_rays(self.field_fn(w, lock_view_dependence, fast), rays_o, rays_d, cfg, generator=generator,
                           draws=draws, camera_frame=frame)
 
         def to_image(x: Tensor) -> Tensor:

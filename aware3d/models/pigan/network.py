@@ -105,3 +105,39 @@ class FiLMSiren(nn.Module):
         """Raw density (B, N) only (skips the colour branch)."""
         freq, phase = self.split_w(w)
         return self.sigma_head(self.trunk(points, freq, phase)).squeeze(-1)
+
+    @torch.no_grad()
+    def fold(self, w: Tensor) -> "FoldedSiren":
+        """Inference-only form of the field for latents w (B, w_dim); see :class:`FoldedSiren`."""
+        freq, phase = self.split_w(w)
+        H = self.hidden_dim
+        layers = []
+        for i, layer in enumerate([*self.film, self.color_film]):
+            f, p = (freq[..., -H:], phase[..., -H:]) if i == len(self.film) else (freq[..., i * H:(i + 1) * H], phase[..., i * H:(i + 1) * H])
+            weight = layer.linear.weight
+            if i == 0:
+                weight = weight * self.box_scale  # fold the box warp into the first layer too
+            layers.append(((f[:, :, None] * weight).transpose(1, 2).contiguous(), (f * layer.linear.bias + p)[:, None]))
+        return FoldedSiren(layers, self.sigma_head, self.color_head)
+
+
+class FoldedSiren:
+    """The SIREN with each latent's FiLM frequencies and phases folded into its layer weights.
+
+    ``sin(f * (W x + b) + p) = sin((f W) x + (f b + p))``: one batched GEMM and an in-place sine per layer
+    instead of a GEMM and three elementwise passes. Same function, different rounding (about 1e-6
+    relative), so the exact path stays the default; the tools use this one for speed.
+    """
+
+    def __init__(self, layers: list[tuple[Tensor, Tensor]], sigma_head: nn.Linear, color_head: nn.Linear):
+        self.layers, self.sigma_head, self.color_head = layers, sigma_head, color_head
+
+    @torch.no_grad()
+    def __call__(self, points: Tensor, view_dirs: Tensor) -> tuple[Tensor, Tensor]:
+        x = points
+        for weight, bias in self.layers[:-1]:
+            x = torch.baddbmm(bias, x, weight).sin_()
+        sigma = F.linear(x, self.sigma_head.weight, self.sigma_head.bias).squeeze(-1)
+        weight, bias = self.layers[-1]
+        c = torch.baddbmm(bias, torch.cat([view_dirs, x], dim=-1), weight).sin_()
+        return torch.sigmoid(F.linear(c, self.color_head.weight, self.color_head.bias)), sigma
