@@ -145,7 +145,7 @@ def rotate_to_world(cam2world: Tensor, vectors: Tensor) -> Tensor:
 
 
 def generate_rays(cameras: Cameras, height: int, width: int | None = None, grid: PixelGrid = "pixel_centers",
-                  pixels: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                  pixels: Tensor | None = None, return_camera_dirs: bool = False):
     """World-space rays through pixels.
 
     Args:
@@ -154,12 +154,13 @@ def generate_rays(cameras: Cameras, height: int, width: int | None = None, grid:
         grid: where pixel centres sit (see module docstring).
         pixels: optional (B, R, 2) or (R, 2) normalised (u, v) coordinates to trace instead of the full
             image (patch training, random pixel subsets).
+        return_camera_dirs: also return the (B, R, 3) camera-frame directions.
     Returns:
         rays_o: (B, R, 3) origins (the camera centre), rays_d: (B, R, 3) unit directions; R = H*W
-        (row-major) unless ``pixels`` is given.
+        (row-major) unless ``pixels`` is given. With ``return_camera_dirs``, a third item ``dirs_cam``.
     """
     width = height if width is None else width
-    dirs_cam = camera_directions(cameras.intrinsics, height, width, grid, pixels)
-    rays_d = rotate_to_world(cameras.cam2world, dirs_cam.contiguous())
+    dirs_cam = camera_directions(cameras.intrinsics, height, width, grid, pixels).contiguous()
+    rays_d = rotate_to_world(cameras.cam2world, dirs_cam)
     rays_o = cameras.cam2world[:, None, :3, 3].expand_as(rays_d)
-    return rays_o, rays_d
+    return (rays_o, rays_d, dirs_cam) if return_camera_dirs else (rays_o, rays_d)

@@ -8,8 +8,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from ..cameras import Cameras, PixelGrid, PoseDistribution
-from ..rendering import RenderConfig
+from ..cameras import Cameras
 
 
 @dataclass
@@ -90,4 +89,4 @@ def expand_latent(w: Tensor, batch: int) -> Tensor:
     raise ValueError(f"latent batch {w.shape[0]} does not match {batch} cameras")
 
 
-__all__ = ["GeneratorOutput", "Generator3D", "expand_latent", "Cameras", "PixelGrid", "PoseDistribution", "RenderConfig"]
+__all__ = ["GeneratorOutput", "Generator3D", "expand_latent"]

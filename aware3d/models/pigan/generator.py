@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ...cameras import Cameras, camera_directions, rotate_to_world
+from ...cameras import Cameras, generate_rays
 from ...rendering import CameraFrameRays, RandomDraws, RenderConfig, density_normals, render_rays
 from ..base import Generator3D, GeneratorOutput, expand_latent
 from .config import PiGANConfig
@@ -92,9 +92,7 @@ class PiGANGenerator(Generator3D):
         cfg = render or self.config.render
         B = len(cameras)
         w = expand_latent(w, B)
-        dirs_cam = camera_directions(cameras.intrinsics, res, res, grid=self.config.pixel_grid).contiguous()
-        rays_d = rotate_to_world(cameras.cam2world, dirs_cam)
-        rays_o = cameras.origins[:, None].expand_as(rays_d)
+        rays_o, rays_d, dirs_cam = generate_rays(cameras, res, res, grid=self.config.pixel_grid, return_camera_dirs=True)
         # Coarse points formed in the camera frame, as the official code does (bitwise-equal renders).
         frame = CameraFrameRays(cameras.cam2world, dirs_cam)
         out = render_rays(self.field_fn(w, lock_view_dependence, fast), rays_o, rays_d, cfg, generator=generator,
