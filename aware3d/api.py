@@ -28,10 +28,10 @@ def load(source: str | os.PathLike, *, device: str | torch.device = "cpu", ema: 
     Args:
         source: one of
             - an aware3d checkpoint folder (``config.json`` + ``generator.safetensors``);
-            - an official pi-GAN ``generator.pth`` (read safely, never executed);
+            - an official pi-GAN ``generator.pth`` or EG3D ``*.pkl`` (read safely, never executed);
             - a preset name (e.g. ``pigan-celeba``): a freshly initialised model with weights from ``seed``.
         ema: for official pi-GAN files, apply ``ema.pth`` from the same folder when present (as the official
-            render scripts do).
+            render scripts do); for EG3D pickles, take ``G_ema`` (else the training copy ``G``).
         preset: for official files, the render/camera settings to attach (default: guessed from the SIREN).
     """
     src = str(source)
@@ -45,13 +45,16 @@ def load(source: str | os.PathLike, *, device: str | torch.device = "cpu", ema: 
 
         return import_official_pigan(path, ema_path="auto" if ema else None, preset=preset).to(device)
     if path.is_file() and path.suffix == ".pkl":
-        raise CheckpointError(f"{path}: EG3D pickles are not supported by this version yet (the EG3D family is not built)")
+        from .models.eg3d.convert import import_official_eg3d
+
+        return import_official_eg3d(path, network="G_ema" if ema else "G", preset=preset).to(device)
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder without config.json: not an aware3d checkpoint")
     if not path.exists():
         raise FileNotFoundError(
             f"{source!r} is neither a file, a checkpoint folder nor a preset; presets: {', '.join(sorted(all_presets()))}")
-    raise CheckpointError(f"{path}: unknown checkpoint type (expected an aware3d folder or an official generator.pth)")
+    raise CheckpointError(f"{path}: unknown checkpoint type (expected an aware3d folder, an official generator.pth "
+                          "or an EG3D .pkl)")
 
 
 def latents(G: Generator3D, seeds: list[int] | None = None, z: torch.Tensor | None = None) -> torch.Tensor:

@@ -7,11 +7,13 @@ import json
 import sys
 from typing import Callable
 
+from ..training.trainer import TrainingDiverged
 from .args import add_dataclass_arguments, dataclass_from_args
 
 
 def _verbs() -> dict[str, tuple[type, Callable, str]]:
-    from ..tools import convert, interpolate, render, shapes, video
+    from ..tools import convert, dataset, demo, interpolate, render, shapes, train, video
+    from ..tools import metrics as metrics_tool
 
     return {
         "render": (render.RenderOptions, render.run, "multi-view images, depth and normal maps for seeds"),
@@ -19,6 +21,11 @@ def _verbs() -> dict[str, tuple[type, Callable, str]]:
         "interpolate": (interpolate.InterpolateOptions, interpolate.run, "a video interpolating seeds in w space"),
         "shapes": (shapes.ShapesOptions, shapes.run, "density volume (.mrc) and coloured mesh (.ply/.obj/.glb)"),
         "convert": (convert.ConvertOptions, convert.run, "official checkpoint -> aware3d checkpoint folder"),
+        "dataset": (dataset.DatasetOptions, dataset.run, "a training zip (EG3D layout) from an image folder or a synthetic set"),
+        "demo": (demo.DemoOptions, demo.run, "train the tiny preset on synthetic heads for a few minutes, then show it"),
+        "train": (train.TrainOptions, train.run, "train a preset on a dataset (torchrun for several GPUs/processes)"),
+        "metrics": (metrics_tool.MetricsOptions, metrics_tool.run,
+                    "FID/KID/IS, SWD, MS-SSIM, reprojection and SIDE/MAD of a checkpoint -> metrics.json"),
     }
 
 
@@ -38,8 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb == "presets":
         from ..models.registry import all_presets
 
+        from ..training.presets import train_presets
+
+        print("model presets (render / convert / --checkpoint):")
         for name, (family, _) in sorted(all_presets().items()):
-            print(f"{name:20s} {family.name}")
+            print(f"  {name:20s} {family.name}")
+        print("training presets (aware3d train --preset):")
+        for name, p in sorted(train_presets().items()):
+            stages = ", ".join(f"{s.resolution}px@{s.start}" for s in p.curriculum.stages)
+            print(f"  {name:20s} {p.family:8s} model {p.model}, data {p.data}, stages {stages}")
         return 0
     cls, run, _ = _verbs()[args.verb]
     try:
@@ -47,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, OSError) as e:
         print(f"aware3d {args.verb}: error: {e}", file=sys.stderr)
         return 2
-    summary = {k: v for k, v in result.items() if k in ("out", "file", "grid", "shapes", "parameters", "preset")}
+    except TrainingDiverged as e:
+        print(f"aware3d {args.verb}: {e}", file=sys.stderr)
+        return 3
+    summary = {k: v for k, v in result.items()
+               if k in ("out", "file", "grid", "shapes", "parameters", "preset", "step", "stopped_by", "generator")}
     if "files" in result:
         summary["files_written"] = len(result["files"])
     print(json.dumps(summary, indent=2, default=str))

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..config import from_dict, to_dict
+from .atomic import atomic_folder, recover_folder
 
 FORMAT = "aware3d-generator"
 VERSION = 1
@@ -38,7 +37,6 @@ def is_checkpoint_dir(path: str | os.PathLike) -> bool:
 def save_generator(G, path: str | os.PathLike, source: dict[str, Any] | None = None) -> Path:
     """Write generator ``G`` to the folder ``path`` (replacing an existing checkpoint atomically)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -47,30 +45,29 @@ def save_generator(G, path: str | os.PathLike, source: dict[str, Any] | None = N
         "source": source or getattr(G, "source", None),
         "config": to_dict(G.config),
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        tensors = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
+    with atomic_folder(path) as tmp:
         save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT, "family": G.family})
         (tmp / CONFIG).write_text(json.dumps(meta, indent=2))
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
+def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """Load ``state`` into ``module`` only if the key sets and every shape agree; else a
+    :class:`CheckpointError` starting with ``what`` and listing the differences."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        raise CheckpointError(f"{what}: missing {missing or 'none'}, unexpected {unexpected or 'none'}, "
+                              f"shape mismatches {shapes or 'none'}")
+    module.load_state_dict(state)
+
+
 def read_meta(path: str | os.PathLike) -> dict:
-    path = Path(path)
+    path = recover_folder(path)
     cfg = path / CONFIG
     if not cfg.is_file():
         raise CheckpointError(f"{path} is not an aware3d checkpoint: {cfg} is missing "
@@ -98,18 +95,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu"):
     weights = path / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing; the checkpoint at {path} is incomplete")
-    state = load_file(str(weights))
-    expected = G.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-              for k, v in expected.items() if k in state and state[k].shape != v.shape]
-    if missing or unexpected or shapes:
-        raise CheckpointError(
-            f"{weights} does not match its config: missing {missing or 'none'}, unexpected {unexpected or 'none'}, "
-            f"shape mismatches {shapes or 'none'}"
-        )
-    G.load_state_dict(state)
+    load_state_strict(G, load_file(str(weights)), f"{weights} does not match its config")
     G.preset = meta.get("preset")
     G.source = meta.get("source")
     return G.to(device).eval()

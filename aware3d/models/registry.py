@@ -20,13 +20,38 @@ class FamilySpec:
     """The generator class."""
     presets: dict[str, Any]
     """Preset name -> config instance."""
+    training: "TrainingSpec | None" = None
+    """How the family is trained (None: inference only)."""
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """What the trainer needs from a family besides its generator."""
+
+    discriminator_cls: type
+    """Discriminator class; its only constructor argument is its config."""
+    discriminator_config_cls: type
+    """The discriminator's config dataclass."""
+    loss_cls: type
+    """Loss recipe class, built as ``loss_cls(G, D, loss_config)`` (see :mod:`aware3d.losses.base`)."""
+    loss_config_cls: type
+    """The loss recipe's config dataclass."""
 
 
 def _families() -> dict[str, FamilySpec]:
     # Imported lazily so that `import aware3d.models.registry` stays cheap and cycle-free.
+    from ..losses.pigan import PiGANLoss, PiGANLossConfig
     from .pigan import PIGAN_PRESETS, PiGANConfig, PiGANGenerator
+    from .pigan.discriminator import ProgressiveDiscriminator, ProgressiveDiscriminatorConfig
 
-    return {"pigan": FamilySpec("pigan", PiGANConfig, PiGANGenerator, PIGAN_PRESETS)}
+    from .eg3d import EG3D_PRESETS, EG3DConfig, EG3DGenerator
+
+    pigan_training = TrainingSpec(ProgressiveDiscriminator, ProgressiveDiscriminatorConfig, PiGANLoss, PiGANLossConfig)
+    return {
+        "pigan": FamilySpec("pigan", PiGANConfig, PiGANGenerator, PIGAN_PRESETS, pigan_training),
+        # EG3D's loss recipe is not written yet: inference only for now (its DualDiscriminator exists).
+        "eg3d": FamilySpec("eg3d", EG3DConfig, EG3DGenerator, EG3D_PRESETS),
+    }
 
 
 def get_family(name: str) -> FamilySpec:

@@ -27,10 +27,13 @@ class InterpolateOptions(ModelOptions):
 
 
 def interpolation_ws(w_keys: torch.Tensor, frames_per_key: int) -> torch.Tensor:
-    """Linear paths between consecutive keys (K, D) and back to the first: (K * frames_per_key, D)."""
+    """Linear paths between consecutive keys (K, ...) and back to the first: (K * frames_per_key, ...).
+
+    Keys may have any trailing shape: (K, D) for pi-GAN, (K, num_ws, w_dim) for EG3D."""
     nxt = torch.roll(w_keys, -1, 0)
     t = torch.arange(frames_per_key, dtype=w_keys.dtype, device=w_keys.device) / frames_per_key
-    return (w_keys[:, None] + t[None, :, None] * (nxt - w_keys)[:, None]).reshape(-1, w_keys.shape[-1])
+    t = t.reshape(1, -1, *([1] * (w_keys.ndim - 1)))
+    return (w_keys[:, None] + t * (nxt - w_keys)[:, None]).reshape(-1, *w_keys.shape[1:])
 
 
 def run(opts: InterpolateOptions) -> dict:

@@ -48,6 +48,9 @@ class PiGANConfig:
     """Half side of the cube (world units, centred at the origin) sampled by the shapes tool."""
     w_avg_samples: int = 10000
     """Number of random z averaged into w_avg (the truncation centre)."""
+    view_dependent: bool = True
+    """Feed the view direction to the colour branch (pi-GAN); False fixes it, like ShadeGAN's view_condition=False,
+    so colour cannot fake geometry with view-dependent effects."""
 
 
 PIGAN_PRESETS: dict[str, PiGANConfig] = {

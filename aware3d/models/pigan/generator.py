@@ -56,8 +56,10 @@ class PiGANGenerator(Generator3D):
         """The renderer's field callback for latents w (B, w_dim); ``fast`` uses the folded SIREN (no gradients)."""
         net = self.field.fold(w) if fast else (lambda p, d: self.field(p, d, w))
 
+        lock = lock_view_dependence or not self.config.view_dependent
+
         def field(points: Tensor, view_dirs: Tensor):
-            if lock_view_dependence:
+            if lock:
                 # The official renders then feed the world direction (0, 0, -1) to every sample.
                 view_dirs = torch.zeros_like(view_dirs)
                 view_dirs[..., 2] = -1

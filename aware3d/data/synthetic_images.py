@@ -1,0 +1,105 @@
+"""The synthetic datasets (:mod:`aware3d.data.synthetic`) behind the :class:`ImageDataset` interface.
+
+Items are rendered on access with the vectorised :meth:`SyntheticDataset.get_batch`; every item has a
+camera (its ``eg3d_label``), and the full ground truth (depth, normals, mask, scene parameters) stays
+available through :meth:`SyntheticImageDataset.ground_truth`, mirrored along with the image for
+mirrored items.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from ..config import to_dict
+from .base import (
+    ImageDataset, _check_resolution, flip_images, mirror_cam2world, mirror_eg3d_label, mirror_intrinsics,
+)
+from .synthetic import SYNTHETIC_DATASETS, SyntheticDataset, SyntheticSample
+
+__all__ = ["SyntheticImageDataset", "mirror_sample"]
+
+
+def mirror_sample(sample: SyntheticSample) -> SyntheticSample:
+    """The ground truth of a batched sample seen in a mirror (world reflected across x = 0).
+
+    Images, depth, normals and mask are flipped left-right; normals and the light direction have their
+    world x negated; cameras are mirrored (:func:`aware3d.data.base.mirror_cam2world`), pi-GAN angles
+    become (pi - yaw, pitch) and EpiGRAF angles (-yaw, pitch, roll). ``identity`` / ``expression`` /
+    ``background`` still describe the unmirrored scene (the parameters have no mirrored form).
+    """
+    neg_x = torch.tensor([-1.0, 1.0, 1.0], dtype=sample.normals.dtype, device=sample.normals.device)
+    angles = sample.angles.clone()
+    angles[..., 0] = math.pi - angles[..., 0]
+    camera_angles = sample.camera_angles.clone()
+    camera_angles[..., 0] = -camera_angles[..., 0]
+    return replace(
+        sample,
+        image=flip_images(sample.image), depth=flip_images(sample.depth), mask=flip_images(sample.mask),
+        normals=flip_images(sample.normals) * neg_x[:, None, None],
+        cam2world=mirror_cam2world(sample.cam2world), intrinsics=mirror_intrinsics(sample.intrinsics),
+        angles=angles, camera_angles=camera_angles, eg3d_label=mirror_eg3d_label(sample.eg3d_label),
+        light_dir=sample.light_dir * neg_x,
+    )
+
+
+class SyntheticImageDataset(ImageDataset):
+    """A synthetic preset (``synthetic-heads``, ``synthetic-objects``) as an :class:`ImageDataset`."""
+
+    def __init__(self, name: str, resolution: int, *, mirror: bool = False, length: int | None = None,
+                 seed: int = 0) -> None:
+        if name not in SYNTHETIC_DATASETS:
+            raise KeyError(f"unknown synthetic dataset {name!r}; valid: {', '.join(sorted(SYNTHETIC_DATASETS))}")
+        self.name = name
+        self.mirror = bool(mirror)
+        self.synthetic = SyntheticDataset(name, resolution=_check_resolution(resolution), length=length, seed=seed)
+        self.resolution = self.synthetic.resolution
+
+    @property
+    def base_length(self) -> int:
+        return len(self.synthetic)
+
+    @property
+    def has_labels(self) -> bool:
+        return True
+
+    @property
+    def fov_deg(self) -> float:
+        """Full field of view of every camera, degrees."""
+        return self.synthetic.fov_deg
+
+    def _set_resolution(self, resolution: int) -> None:
+        self.synthetic = SyntheticDataset(self.synthetic.config, resolution=resolution)
+        self.resolution = resolution
+
+    def _load(self, indices: list[int]) -> tuple[Tensor, Tensor, Tensor]:
+        s = self.synthetic.get_batch(indices)
+        return s.image, s.eg3d_label.to(torch.float32), torch.ones(len(indices), dtype=torch.bool)
+
+    def ground_truth(self, indices: Sequence[int] | Tensor) -> SyntheticSample:
+        """Full :class:`SyntheticSample` of dataset items ``indices`` (mirrored items mirrored, see
+        :func:`mirror_sample`); ``index`` holds the dataset positions."""
+        if isinstance(indices, Tensor):
+            indices = indices.reshape(-1).tolist()
+        idx = [self._resolve(i) for i in indices]
+        n = self.base_length
+        sample = self.synthetic.get_batch([i % n for i in idx])
+        flipped = [i >= n for i in idx]
+        if any(flipped):
+            mirrored = mirror_sample(sample)
+            sel = torch.tensor(flipped)
+            merged = {}
+            for key, value in vars(sample).items():
+                other = getattr(mirrored, key)
+                mask = sel.reshape(-1, *([1] * (value.ndim - 1)))
+                merged[key] = torch.where(mask, other, value)
+            sample = SyntheticSample(**merged)
+        sample.index = torch.tensor(idx, dtype=torch.int64)
+        return sample
+
+    def _fingerprint_parts(self) -> dict[str, Any]:
+        return {"synthetic": self.name, "config": to_dict(self.synthetic.config)}

@@ -1,0 +1,112 @@
+"""pi-GAN's training losses (the seeds' recipe, shared by ShadeGAN and CGOF).
+
+One step is a D update then a G update:
+
+* D: ``softplus(D(fake)) + softplus(-D(real))``, plus R1 on the reals ``r1_gamma / 2 * E||grad||^2``
+  (every step, or lazily every ``r1_interval`` steps), plus the pose identity term
+  ``pos_lambda * smooth_l1(D_pose(fake), (pitch, yaw))`` and the latent identity term
+  ``z_lambda * smooth_l1(D_latent(fake), z)``.
+* G: ``softplus(-D(fake))`` over the top-k fakes (k fraction ``max(0.99 ** (step / topk_interval), topk_v)``),
+  plus the same pose and latent identity terms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..models.base import Generator3D
+from .base import Chunk, Phase, StageState
+from .gan import logistic_d, nonsaturating_g, r1_penalty, top_k_logits
+
+
+@dataclass(frozen=True)
+class PiGANLossConfig:
+    """Weights and schedules of pi-GAN's losses (the seeds' curriculum keys in brackets)."""
+
+    r1_gamma: float = 0.2
+    """R1 weight on real images [r1_lambda]; the penalty is gamma / 2 * E||grad D(x)||^2."""
+    r1_interval: int = 1
+    """Evaluate R1 every this many steps (1 = every step, as pi-GAN; >1 = lazy, scaled by the interval)."""
+    pos_lambda: float = 15.0
+    """Weight of the pose identity loss: D regresses the generated camera's (pitch, yaw) [pos_lambda]."""
+    z_lambda: float = 0.0
+    """Weight of the latent identity loss: D regresses z [z_lambda]."""
+    topk_v: float = 0.6
+    """Smallest fraction of fakes kept for G's loss [topk_v]; 1 disables top-k."""
+    topk_interval: int = 2000
+    """The kept fraction decays as 0.99 ** (step / topk_interval) down to topk_v [topk_interval]."""
+    grad_clip: float | None = 10.0
+    """Max gradient norm for G and D updates [grad_clip]; None = no clipping."""
+
+
+def pitch_yaw(angles: Tensor) -> Tensor:
+    """pi-GAN's pose target (pitch, yaw) from (yaw, pitch) angles (B, 2)."""
+    return angles.flip(-1)
+
+
+class PiGANLoss:
+    """The recipe; ``G`` and ``D`` may be the same modules the trainer optimises (no wrappers needed)."""
+
+    def __init__(self, G: Generator3D, D: torch.nn.Module, config: PiGANLossConfig = PiGANLossConfig()):
+        self.G, self.D, self.config = G, D, config
+
+    def phases(self) -> list[Phase]:
+        cfg = self.config
+        if cfg.r1_gamma == 0 or cfg.r1_interval == 1:
+            return [Phase("D_both" if cfg.r1_gamma else "D_main", "D"), Phase("G_main", "G")]
+        return [Phase("D_main", "D"), Phase("D_reg", "D", cfg.r1_interval), Phase("G_main", "G")]
+
+    def grad_clip(self, module: Literal["G", "D"]) -> float | None:
+        return self.config.grad_clip
+
+    def _generate(self, chunk: Chunk, stage: StageState) -> Tensor:
+        out = self.G(chunk.z, chunk.cameras, resolution=stage.resolution, render=stage.render, generator=chunk.generator)
+        return out.image
+
+    def _identity_terms(self, pred, chunk: Chunk) -> tuple[Tensor, dict[str, Tensor]]:
+        cfg, stats = self.config, {}
+        loss = torch.zeros((), device=chunk.z.device)
+        if cfg.pos_lambda:
+            pos = F.smooth_l1_loss(pred.pose, pitch_yaw(chunk.angles).to(pred.pose))
+            loss = loss + cfg.pos_lambda * pos
+            stats["pose"] = pos.detach()
+        if cfg.z_lambda:
+            lat = F.smooth_l1_loss(pred.latent, chunk.z)
+            loss = loss + cfg.z_lambda * lat
+            stats["latent"] = lat.detach()
+        return loss, stats
+
+    def loss(self, phase: Phase, chunk: Chunk, stage: StageState) -> tuple[Tensor, dict[str, Tensor]]:
+        cfg = self.config
+        if phase.module == "G":
+            fake = self.D(self._generate(chunk, stage), stage.alpha)
+            fraction = min(1.0, max(0.99 ** (stage.step / cfg.topk_interval), cfg.topk_v))
+            adv = nonsaturating_g(top_k_logits(fake.logits, fraction))
+            ident, stats = self._identity_terms(fake, chunk)
+            return adv + ident, {"G/adv": adv.detach(), **{f"G/{k}": v for k, v in stats.items()}}
+
+        with_main = phase.name in ("D_main", "D_both")
+        with_r1 = phase.name in ("D_reg", "D_both")
+        loss = torch.zeros((), device=chunk.z.device)
+        stats: dict[str, Tensor] = {}
+        real_images = chunk.real_images.detach().requires_grad_(with_r1)
+        real = self.D(real_images, stage.alpha)
+        if with_main:
+            with torch.no_grad():
+                fake_images = self._generate(chunk, stage)
+            fake = self.D(fake_images, stage.alpha)
+            adv = logistic_d(real.logits, fake.logits)
+            ident, ident_stats = self._identity_terms(fake, chunk)
+            loss = loss + adv + ident
+            stats.update({"D/adv": adv.detach(), "D/real": real.logits.detach().mean(),
+                          "D/fake": fake.logits.detach().mean(), **{f"D/{k}": v for k, v in ident_stats.items()}})
+        if with_r1:
+            r1 = r1_penalty(real.logits, real_images)
+            loss = loss + r1 * (cfg.r1_gamma / 2) * phase.interval
+            stats["D/r1"] = r1.detach()
+        return loss, stats

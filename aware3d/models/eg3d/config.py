@@ -1,0 +1,230 @@
+"""EG3D configuration, the official presets (FFHQ, AFHQ cats, ShapeNet cars) and a tiny CPU preset.
+
+Values are those of the official ``train.py`` configs (NVlabs/eg3d): the ``rendering_kwargs`` of each
+``--cfg`` become :class:`~aware3d.rendering.RenderConfig` fields, the network sizes are the released
+models' (``channel_base`` 32768, ``channel_max`` 512, ``z_dim = w_dim = 512``, 2 mapping layers) and the
+neural rendering resolutions those of the released pickles (ffhq512-128, afhqcats512-128,
+shapenetcars128-64). Cameras use the official look-at convention: the camera orbits the world origin at
+``camera_radius`` and looks at ``camera_pivot``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from ...cameras import PoseDistribution
+from ...rendering import RenderConfig
+
+PlaneAxes = Literal["official", "corrected"]
+NoiseMode = Literal["random", "const", "none"]
+FusedModconv = Literal["inference_only", "always", "never"]
+SuperResolutionName = Literal[
+    "SuperresolutionHybrid8XDC", "SuperresolutionHybrid8X", "SuperresolutionHybrid4X", "SuperresolutionHybrid2X"]
+
+
+def eg3d_render(near: float = 2.25, far: float = 3.3, samples: int = 48, importance: int = 48, **changes) -> RenderConfig:
+    """EG3D's ImportanceRenderer + MipRayMarcher2 expressed as shared-renderer settings.
+
+    Forward jitter of up to one bin, max-pool/avg-pool smoothed coarse weights + 0.01, searchsorted right,
+    softplus(sigma - 1) at interval midpoints, depth divided by the opacity. ``max_points=None`` renders
+    every ray in one pass, like the official code (training); the tools use chunks.
+    """
+    base = RenderConfig(near=near, far=far, num_samples=samples, num_importance=importance, perturb=True,
+                        jitter="forward", importance_smoothing="maxblur", importance_weight_eps=0.01,
+                        importance_det=False, searchsorted_right=True, density_activation="softplus",
+                        density_bias=-1.0, midpoint=True, background="black", depth_mode="normalized",
+                        noise_std=0.0, max_points=None)
+    return replace(base, **changes)
+
+
+@dataclass(frozen=True)
+class EG3DConfig:
+    """Every constructor argument of :class:`~aware3d.models.eg3d.EG3DGenerator` (saved in config.json)."""
+
+    z_dim: int = 512
+    """Size of the latent code z."""
+    w_dim: int = 512
+    """Size of each intermediate latent w (also the super-resolution's style size)."""
+    c_dim: int = 25
+    """Size of the camera conditioning label (EG3D's 25 floats; 0 disables conditioning)."""
+    mapping_layers: int = 2
+    """Fully connected layers of the mapping network."""
+    mapping_lr_mul: float = 0.01
+    """Learning-rate multiplier (equalised-lr gain) of the mapping layers."""
+    w_avg_beta: float = 0.998
+    """Decay of the tracked average w (the truncation centre) during training."""
+    channel_base: int = 32768
+    """Backbone channels at resolution r are min(channel_base // r, channel_max)."""
+    channel_max: int = 512
+    """Upper bound on backbone channels."""
+    num_fp16_res: int = 0
+    """Backbone blocks (highest resolutions) run in float16 on CUDA; 0 = all float32 (official)."""
+    conv_clamp: float | None = None
+    """Clamp of the backbone's convolution outputs (+-value); None = no clamp (official G)."""
+    fused_modconv: FusedModconv = "inference_only"
+    """Grouped (fused) modulated convolutions: inference_only = in eval mode, as the official recipe."""
+    plane_resolution: int = 256
+    """Side of each tri-plane in texels (the StyleGAN2 backbone's output resolution)."""
+    plane_channels: int = 32
+    """Feature channels per plane (the backbone outputs 3x this)."""
+    plane_axes: PlaneAxes = "official"
+    """official: planes (x,y), (x,z), (z,x) as the released models (the third is not a y-z plane);
+    corrected: (x,y), (x,z), (y,z) for new models."""
+    box_warp: float = 1.0
+    """Side length of the cube (centred at the origin) covered by the tri-planes, world units."""
+    decoder_hidden: int = 64
+    """Width of the tri-plane decoder's hidden layer."""
+    decoder_lr_mul: float = 1.0
+    """Learning-rate multiplier of the decoder layers."""
+    decoder_output_dim: int = 32
+    """Feature channels the decoder outputs besides density (the first 3 are RGB)."""
+    img_resolution: int = 512
+    """Output (super-resolved) image size in pixels."""
+    sr_module: SuperResolutionName = "SuperresolutionHybrid8XDC"
+    """Super-resolution architecture, by its official class name (8XDC/8X: 512 px, 4X: 256 px, 2X: 128 px)."""
+    sr_channels: tuple[int, int] | None = None
+    """Widths of the two super-resolution blocks; None = the official hard-coded ones."""
+    sr_num_fp16_res: int = 4
+    """> 0: super-resolution blocks run in float16 on CUDA with conv clamp 256 (the clamp applies on CPU too)."""
+    sr_antialias: bool = True
+    """Antialiased bilinear resize of the neural rendering to the super-resolution input size."""
+    sr_noise_mode: NoiseMode = "none"
+    """Noise inputs of the super-resolution layers (official: none)."""
+    neural_rendering_resolution: int = 128
+    """Default side of the volume-rendered (raw) image in pixels."""
+    c_gen_conditioning_zero: bool = False
+    """Feed zeros instead of the camera to the mapping network (no generator pose conditioning)."""
+    c_scale: float = 1.0
+    """Multiplier of the camera label fed to the mapping network."""
+    camera_radius: float = 2.7
+    """Distance of the cameras from the world origin, world units (avg_camera_radius)."""
+    camera_pivot: tuple[float, float, float] = (0.0, 0.0, 0.2)
+    """World point the cameras look at (avg_camera_pivot)."""
+    fov_deg: float = 18.837
+    """Full field of view in degrees; converted to a focal length with EG3D's formula (pi ~ 3.14159, sqrt 2 ~ 1.414)."""
+    focal: float | None = None
+    """Normalised focal length (units of image width); when set it replaces fov_deg (dataset intrinsics)."""
+    pose: PoseDistribution = field(default_factory=lambda: PoseDistribution(
+        "gaussian", math.pi / 2, math.pi / 2, 0.3, 0.155, 2.7))
+    """Camera distribution (pi-GAN angles) for random views and camera paths (the dataset's, approximately)."""
+    render: RenderConfig = field(default_factory=eg3d_render)
+    """Sampling/compositing as trained (official: jittered, random importance sampling)."""
+    eval_render: RenderConfig = field(default_factory=lambda: eg3d_render(max_points=1 << 19))
+    """Sampling/compositing for the tools: the official inference settings, rendered in chunks."""
+    eval_noise_mode: NoiseMode = "const"
+    """Backbone noise used by synthesis() unless told otherwise (const: reproducible renders)."""
+    eval_truncation_psi: float = 0.7
+    """Truncation the tools use unless told otherwise."""
+    truncation_cutoff: int | None = None
+    """Number of leading ws truncated by default; None = all (gen_samples' 14 is all of them)."""
+    shape_half_extent: float = 0.5
+    """Half side of the cube sampled by the shapes tool (box_warp / 2, as gen_samples)."""
+    w_avg_samples: int = 10000
+    """Random z averaged into w_avg by update_w_avg() for a fresh model (imported ones keep their own)."""
+
+    def __post_init__(self) -> None:
+        if self.plane_resolution < 4 or self.plane_resolution & (self.plane_resolution - 1):
+            raise ValueError(f"plane_resolution must be a power of two >= 4, got {self.plane_resolution}")
+        if self.img_resolution < 8 or self.img_resolution & (self.img_resolution - 1):
+            raise ValueError(f"img_resolution must be a power of two >= 8, got {self.img_resolution}")
+        if self.render.num_samples < 2:
+            raise ValueError("EG3D's midpoint compositing needs render.num_samples >= 2")
+
+    @property
+    def resolution(self) -> int:
+        """The neural rendering resolution (what the shared tools call ``resolution``)."""
+        return self.neural_rendering_resolution
+
+    @property
+    def pixel_grid(self) -> str:
+        """EG3D places rays at pixel centres."""
+        return "pixel_centers"
+
+
+@dataclass(frozen=True)
+class EG3DRecipe:
+    """The official training recipe of a preset (read by the trainer; not a constructor argument)."""
+
+    r1_gamma: float = 1.0
+    """R1 penalty weight on real images."""
+    gpc_reg_prob: float | None = 0.5
+    """Generator pose conditioning: probability of conditioning on another sample's camera (None = zeros)."""
+    gpc_reg_fade_kimg: float = 1000
+    """The swap probability fades from 1 to gpc_reg_prob over this many thousand images."""
+    density_reg: float = 0.25
+    """Weight of the density smoothness regulariser."""
+    density_reg_p_dist: float = 0.004
+    """Distance of the perturbed points of the density regulariser, world units."""
+    density_reg_every: int = 4
+    """Lazy interval of the density regulariser (steps)."""
+    blur_init_sigma: float = 10.0
+    """Initial blur of the images shown to the discriminator (pixels)."""
+    blur_fade_kimg: float = 25.0
+    """The blur fades out over this many thousand images (200 * batch / 32 with batch 4)."""
+    neural_rendering_resolution_initial: int = 64
+    """Neural rendering resolution at the start of training."""
+    neural_rendering_resolution_final: int | None = None
+    """Final neural rendering resolution (None = stay at the initial one)."""
+    neural_rendering_resolution_fade_kimg: float = 1000
+    """The resolution moves to the final one over this many thousand images."""
+    dual_discrimination: bool = True
+    """The discriminator sees the raw image (upsampled) beside the final one."""
+    filter_mode: str = "antialiased"
+    """How the raw image is resized for the discriminator."""
+    style_mixing_prob: float = 0.0
+    """Style mixing probability."""
+    g_lr: float = 0.0025
+    """Generator Adam learning rate."""
+    d_lr: float = 0.002
+    """Discriminator Adam learning rate."""
+    betas: tuple[float, float] = (0.0, 0.99)
+    """Adam betas of both optimisers."""
+    ema_kimg: float = 10.0
+    """Half-life of the generator EMA in thousands of images (batch * 10 / 32 with batch 32)."""
+    batch: int = 32
+    """Global batch of the official run."""
+    mbstd_group: int = 4
+    """Minibatch-stddev group size of the discriminator."""
+    d_num_fp16_res: int = 4
+    """Discriminator blocks in float16 on CUDA (conv clamp 256)."""
+
+
+def _ffhq(**kw) -> EG3DConfig:
+    return replace(EG3DConfig(), **kw)
+
+
+EG3D_PRESETS: dict[str, EG3DConfig] = {
+    # ffhq512-128.pkl: --cfg=ffhq --gen_pose_cond=True, fine-tuned at neural rendering resolution 128.
+    "eg3d-ffhq": _ffhq(),
+    # afhqcats512-128.pkl: same renderer, pivot (0, 0, -0.06).
+    "eg3d-afhq": _ffhq(camera_pivot=(0.0, 0.0, -0.06)),
+    # shapenetcars128-64.pkl: 128 px output, white background, no generator pose conditioning, focal 1.0254
+    # (the dataset's 525 / 512), cameras on the upper hemisphere at radius 1.7.
+    "eg3d-shapenet": _ffhq(
+        img_resolution=128, sr_module="SuperresolutionHybrid2X", neural_rendering_resolution=64,
+        c_gen_conditioning_zero=True, box_warp=1.6, camera_radius=1.7, camera_pivot=(0.0, 0.0, 0.0),
+        focal=1.025390625,
+        pose=PoseDistribution("spherical_uniform", math.pi / 2, math.pi / 4, math.pi, math.pi / 4, 1.7),
+        render=eg3d_render(0.1, 2.6, 64, 64, background="white"),
+        eval_render=eg3d_render(0.1, 2.6, 64, 64, background="white", max_points=1 << 19),
+        shape_half_extent=0.8,
+    ),
+    # Small enough for CPU tests and demos: the same structure with narrow layers and few samples.
+    "eg3d-tiny": EG3DConfig(
+        z_dim=32, w_dim=32, channel_base=256, channel_max=32, plane_resolution=32, plane_channels=8,
+        decoder_hidden=16, decoder_output_dim=8, img_resolution=32, sr_module="SuperresolutionHybrid2X",
+        sr_channels=(16, 8), neural_rendering_resolution=16,
+        render=eg3d_render(samples=12, importance=12),
+        eval_render=eg3d_render(samples=12, importance=12, max_points=1 << 18),
+        w_avg_samples=1000,
+    ),
+}
+
+EG3D_RECIPES: dict[str, EG3DRecipe] = {
+    "eg3d-ffhq": EG3DRecipe(r1_gamma=1.0, gpc_reg_prob=0.5, neural_rendering_resolution_final=128),
+    "eg3d-afhq": EG3DRecipe(r1_gamma=5.0, gpc_reg_prob=0.8, neural_rendering_resolution_final=128),
+    "eg3d-shapenet": EG3DRecipe(r1_gamma=0.3, gpc_reg_prob=None),
+    "eg3d-tiny": EG3DRecipe(batch=4, blur_fade_kimg=2.5),
+}

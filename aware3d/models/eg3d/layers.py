@@ -1,0 +1,431 @@
+"""StyleGAN2 building blocks in pure PyTorch, as EG3D uses them (no compiled CUDA plugins).
+
+Each op follows the arithmetic of the official reference paths step by step (filter scaling before the
+convolution, the transposed-convolution route for upsampling, gains applied after the activation,
+grouped "fused" modulated convolutions in eval mode) so that imported checkpoints reproduce the official
+outputs to the last bits on CPU. Conventions:
+
+* Images and feature maps are (B, C, H, W); filters are 2-D float32 tensors from :func:`setup_filter`.
+* ``padding`` is an int or ``(x0, x1, y0, y1)`` in pixels of the *upsampled* image; negative crops.
+* Equalised learning rate: weights are stored divided by ``lr_mul`` and scaled by ``lr_mul / sqrt(fan_in)``
+  at run time.
+* Mixed precision: a block with ``use_fp16`` runs in float16 only on CUDA; on CPU it falls back to float32
+  but keeps its ``conv_clamp`` (as the official code).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Activation = Literal["linear", "lrelu", "relu"]
+NoiseMode = Literal["random", "const", "none"]
+
+LRELU_SLOPE = 0.2
+# Default gains keep the activations' second moment (He init): sqrt(2) after (l)relu.
+_DEFAULT_GAIN = {"linear": 1.0, "lrelu": math.sqrt(2), "relu": math.sqrt(2)}
+STANDARD_FILTER_TAPS = (1, 3, 3, 1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Resampling (upfirdn2d) and convolution with resampling
+# ---------------------------------------------------------------------------------------------------
+def setup_filter(taps: Sequence[float] = STANDARD_FILTER_TAPS) -> Tensor:
+    """The 2-D low-pass filter (K, K) float32: outer product of ``taps`` with itself, normalised to sum 1."""
+    f = torch.as_tensor(list(taps), dtype=torch.float32)
+    f = torch.outer(f, f)
+    f /= f.sum()
+    return f
+
+
+def _padding4(padding: int | Sequence[int]) -> tuple[int, int, int, int]:
+    """(x0, x1, y0, y1) from an int, (x, y) or (x0, x1, y0, y1)."""
+    if isinstance(padding, int):
+        return padding, padding, padding, padding
+    padding = list(padding)
+    if len(padding) == 2:
+        return padding[0], padding[0], padding[1], padding[1]
+    if len(padding) == 4:
+        return tuple(padding)  # type: ignore[return-value]
+    raise ValueError(f"padding must be an int, (x, y) or (x0, x1, y0, y1), got {padding}")
+
+
+def upfirdn2d(x: Tensor, f: Tensor | None, up: int = 1, down: int = 1, padding: int | Sequence[int] = 0,
+              flip_filter: bool = False, gain: float = 1.0) -> Tensor:
+    """Upsample (insert zeros), pad, filter with the 2-D FIR filter ``f``, downsample (drop pixels).
+
+    Args:
+        x: (B, C, H, W).
+        f: (K, K) float32 filter or None (identity).
+        up, down: integer factors.
+        padding: pixels added (negative: removed) on each side after upsampling.
+        flip_filter: False convolves (the filter is flipped, as a true convolution), True correlates.
+        gain: overall gain; the 2-D filter is multiplied by it (``up**2`` keeps the mean for upsampling).
+    Returns:
+        (B, C, (H*up + y0 + y1 - K + 1) / down, ...) in the dtype of ``x``.
+    """
+    if f is None:
+        f = torch.ones(1, 1, dtype=torch.float32, device=x.device)
+    if f.ndim != 2:
+        raise ValueError(f"upfirdn2d needs a 2-D filter (K, K), got shape {tuple(f.shape)}")
+    B, C, H, W = x.shape
+    px0, px1, py0, py1 = _padding4(padding)
+    if up > 1:
+        x = x.reshape(B, C, H, 1, W, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(B, C, H * up, W * up)
+    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+    f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
+    if not flip_filter:
+        f = f.flip([0, 1])
+    x = F.conv2d(x, f[None, None].repeat(C, 1, 1, 1), groups=C)
+    return x[:, :, ::down, ::down]
+
+
+def upsample2d(x: Tensor, f: Tensor, up: int = 2, padding: int | Sequence[int] = 0, gain: float = 1.0) -> Tensor:
+    """Upsample by ``up`` with filter ``f``; output (B, C, H*up, W*up) for padding 0."""
+    px0, px1, py0, py1 = _padding4(padding)
+    k = f.shape[-1]
+    pad = [px0 + (k + up - 1) // 2, px1 + (k - up) // 2, py0 + (k + up - 1) // 2, py1 + (k - up) // 2]
+    return upfirdn2d(x, f, up=up, padding=pad, gain=gain * up * up)
+
+
+def downsample2d(x: Tensor, f: Tensor, down: int = 2, padding: int | Sequence[int] = 0, flip_filter: bool = False,
+                 gain: float = 1.0) -> Tensor:
+    """Filter with ``f`` and keep every ``down``-th pixel; output (B, C, H/down, W/down) for padding 0."""
+    px0, px1, py0, py1 = _padding4(padding)
+    k = f.shape[-1]
+    pad = [px0 + (k - down + 1) // 2, px1 + (k - down) // 2, py0 + (k - down + 1) // 2, py1 + (k - down) // 2]
+    return upfirdn2d(x, f, down=down, padding=pad, flip_filter=flip_filter, gain=gain)
+
+
+def _conv(x: Tensor, w: Tensor, stride: int = 1, padding: int | Sequence[int] = 0, groups: int = 1,
+          transpose: bool = False, flip_weight: bool = True) -> Tensor:
+    # F.conv2d correlates; a true convolution (flip_weight=False) flips the kernel.
+    if not flip_weight and (w.shape[-1] > 1 or w.shape[-2] > 1):
+        w = w.flip([2, 3])
+    if transpose:
+        return F.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
+    return F.conv2d(x, w, stride=stride, padding=padding, groups=groups)
+
+
+def conv2d_resample(x: Tensor, w: Tensor, f: Tensor | None = None, up: int = 1, down: int = 1,
+                    padding: int | Sequence[int] = 0, groups: int = 1, flip_weight: bool = True) -> Tensor:
+    """2-D convolution with optional up/downsampling by the FIR filter ``f``.
+
+    Args:
+        x: (B, groups * I, H, W); w: (O, I, kh, kw) in the dtype of ``x``.
+        up, down: integer factors (the result is (H * up / down) for ``padding = k // 2``).
+        padding: padding with respect to the upsampled image.
+        flip_weight: True correlates (F.conv2d semantics), False convolves.
+    Upsampling uses a strided transposed convolution followed by the filter, downsampling the filter then
+    a strided convolution; 1x1 kernels resample on the cheaper side.
+    """
+    out_channels, in_per_group, kh, kw = w.shape
+    fk = 1 if f is None else f.shape[-1]
+    px0, px1, py0, py1 = _padding4(padding)
+    if up > 1:
+        px0 += (fk + up - 1) // 2
+        px1 += (fk - up) // 2
+        py0 += (fk + up - 1) // 2
+        py1 += (fk - up) // 2
+    if down > 1:
+        px0 += (fk - down + 1) // 2
+        px1 += (fk - down) // 2
+        py0 += (fk - down + 1) // 2
+        py1 += (fk - down) // 2
+    if kw == 1 and kh == 1 and down > 1 and up == 1:
+        x = upfirdn2d(x, f, down=down, padding=[px0, px1, py0, py1])
+        return _conv(x, w, groups=groups, flip_weight=flip_weight)
+    if kw == 1 and kh == 1 and up > 1 and down == 1:
+        x = _conv(x, w, groups=groups, flip_weight=flip_weight)
+        return upfirdn2d(x, f, up=up, padding=[px0, px1, py0, py1], gain=up ** 2)
+    if down > 1 and up == 1:
+        x = upfirdn2d(x, f, padding=[px0, px1, py0, py1])
+        return _conv(x, w, stride=down, groups=groups, flip_weight=flip_weight)
+    if up > 1:
+        # Transposed convolution wants (I, O) per group.
+        if groups == 1:
+            w = w.transpose(0, 1)
+        else:
+            w = w.reshape(groups, out_channels // groups, in_per_group, kh, kw).transpose(1, 2)
+            w = w.reshape(groups * in_per_group, out_channels // groups, kh, kw)
+        px0 -= kw - 1
+        px1 -= kw - up
+        py0 -= kh - 1
+        py1 -= kh - up
+        pxt = max(min(-px0, -px1), 0)
+        pyt = max(min(-py0, -py1), 0)
+        x = _conv(x, w, stride=up, padding=[pyt, pxt], groups=groups, transpose=True, flip_weight=not flip_weight)
+        x = upfirdn2d(x, f, padding=[px0 + pxt, px1 + pxt, py0 + pyt, py1 + pyt], gain=up ** 2)
+        if down > 1:
+            x = upfirdn2d(x, f, down=down)
+        return x
+    if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
+        return _conv(x, w, padding=[py0, px0], groups=groups, flip_weight=flip_weight)
+    x = upfirdn2d(x, f if (up > 1 or down > 1) else None, up=up, padding=[px0, px1, py0, py1], gain=up ** 2)
+    x = _conv(x, w, groups=groups, flip_weight=flip_weight)
+    if down > 1:
+        x = upfirdn2d(x, f, down=down)
+    return x
+
+
+# ---------------------------------------------------------------------------------------------------
+# Bias + activation + gain + clamp
+# ---------------------------------------------------------------------------------------------------
+def bias_act(x: Tensor, b: Tensor | None = None, dim: int = 1, act: Activation = "linear", alpha: float | None = None,
+             gain: float | None = None, clamp: float | None = None) -> Tensor:
+    """``clamp(act(x + b) * gain, -clamp, clamp)``; ``b`` (C,) is broadcast along ``dim``.
+
+    ``gain`` defaults to the activation's (sqrt 2 for lrelu/relu, 1 for linear); lrelu's slope defaults to 0.2.
+    """
+    if act not in _DEFAULT_GAIN:
+        raise ValueError(f"unknown activation {act!r}; valid: {', '.join(_DEFAULT_GAIN)}")
+    if b is not None:
+        x = x + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
+    if act == "lrelu":
+        x = F.leaky_relu(x, LRELU_SLOPE if alpha is None else float(alpha))
+    elif act == "relu":
+        x = F.relu(x)
+    gain = float(_DEFAULT_GAIN[act] if gain is None else gain)
+    if gain != 1:
+        x = x * gain
+    if clamp is not None and clamp >= 0:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+def normalize_2nd_moment(x: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """``x / sqrt(mean(x^2) + eps)`` along ``dim`` (unit RMS)."""
+    return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Layers
+# ---------------------------------------------------------------------------------------------------
+class FullyConnectedLayer(nn.Module):
+    """Equalised-lr linear layer: ``act(x @ (W * lr_mul / sqrt(in)).T + b * lr_mul)``."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: Activation = "linear",
+                 lr_mul: float = 1.0, bias_init: float = 0.0):
+        super().__init__()
+        self.in_features, self.out_features, self.activation = in_features, out_features, activation
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
+        self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
+        self.weight_gain = lr_mul / math.sqrt(in_features)
+        self.bias_gain = lr_mul
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (N, in) -> (N, out)."""
+        w = self.weight.to(x.dtype) * self.weight_gain
+        b = self.bias
+        if b is not None:
+            b = b.to(x.dtype)
+            if self.bias_gain != 1:
+                b = b * self.bias_gain
+        if self.activation == "linear" and b is not None:
+            return torch.addmm(b.unsqueeze(0), x, w.t())
+        return bias_act(x.matmul(w.t()), b, act=self.activation)
+
+
+class Conv2dLayer(nn.Module):
+    """Equalised-lr convolution with optional resampling, bias, activation and clamp (discriminator layers)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True,
+                 activation: Activation = "linear", up: int = 1, down: int = 1, conv_clamp: float | None = None):
+        super().__init__()
+        self.activation, self.up, self.down, self.conv_clamp = activation, up, down, conv_clamp
+        self.register_buffer("resample_filter", setup_filter(), persistent=False)
+        self.padding = kernel_size // 2
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
+        self.act_gain = _DEFAULT_GAIN[activation]
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+
+    def forward(self, x: Tensor, gain: float = 1.0) -> Tensor:
+        """x (B, in, H, W) -> (B, out, H * up / down, W * up / down)."""
+        w = self.weight * self.weight_gain
+        b = self.bias.to(x.dtype) if self.bias is not None else None
+        x = conv2d_resample(x, w.to(x.dtype), self.resample_filter, up=self.up, down=self.down,
+                            padding=self.padding, flip_weight=(self.up == 1))
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act(x, b, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+
+
+def modulated_conv2d(x: Tensor, weight: Tensor, styles: Tensor, noise: Tensor | None = None, up: int = 1,
+                     padding: int = 0, resample_filter: Tensor | None = None, demodulate: bool = True,
+                     flip_weight: bool = True, fused_modconv: bool = True) -> Tensor:
+    """StyleGAN2 modulated convolution.
+
+    Args:
+        x: (B, I, H, W) activations; weight: (O, I, k, k); styles: (B, I) per-sample input scales.
+        noise: optional tensor broadcastable to the output, added after demodulation.
+        demodulate: rescale each output channel to unit expected norm.
+        fused_modconv: one grouped convolution with per-sample weights (inference) instead of scaling
+            the activations before and after a shared convolution (training; same result up to rounding).
+    Returns:
+        (B, O, H * up, W * up).
+    """
+    B = x.shape[0]
+    out_channels, in_channels, kh, kw = weight.shape
+    if x.dtype == torch.float16 and demodulate:
+        # Pre-normalise so the float16 products cannot overflow (demodulation undoes the scale).
+        weight = weight * (1 / math.sqrt(in_channels * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+    w = dcoefs = None
+    if demodulate or fused_modconv:
+        w = weight.unsqueeze(0) * styles.reshape(B, 1, -1, 1, 1)
+    if demodulate:
+        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()
+    if demodulate and fused_modconv:
+        w = w * dcoefs.reshape(B, -1, 1, 1, 1)
+    if not fused_modconv:
+        x = x * styles.to(x.dtype).reshape(B, -1, 1, 1)
+        x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, padding=padding, flip_weight=flip_weight)
+        if demodulate and noise is not None:
+            return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(B, -1, 1, 1))
+        if demodulate:
+            return x * dcoefs.to(x.dtype).reshape(B, -1, 1, 1)
+        if noise is not None:
+            return x.add_(noise.to(x.dtype))
+        return x
+    x = x.reshape(1, -1, *x.shape[2:])
+    w = w.reshape(-1, in_channels, kh, kw)
+    x = conv2d_resample(x, w.to(x.dtype), resample_filter, up=up, padding=padding, groups=B, flip_weight=flip_weight)
+    x = x.reshape(B, -1, *x.shape[2:])
+    if noise is not None:
+        x = x.add_(noise)
+    return x
+
+
+class SynthesisLayer(nn.Module):
+    """Modulated 3x3 convolution (optionally upsampling 2x) + noise + bias + lrelu (+ clamp)."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, kernel_size: int = 3,
+                 up: int = 1, use_noise: bool = True, conv_clamp: float | None = None):
+        super().__init__()
+        self.in_channels, self.out_channels, self.resolution, self.up = in_channels, out_channels, resolution, up
+        self.use_noise, self.conv_clamp = use_noise, conv_clamp
+        self.padding = kernel_size // 2
+        self.register_buffer("resample_filter", setup_filter(), persistent=False)
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        if use_noise:
+            self.register_buffer("noise_const", torch.randn(resolution, resolution))
+            self.noise_strength = nn.Parameter(torch.zeros([]))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+
+    def forward(self, x: Tensor, w: Tensor, noise_mode: NoiseMode = "random", fused_modconv: bool = True,
+                gain: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+        """x (B, in, r/up, r/up), w (B, w_dim) -> (B, out, r, r). ``generator`` feeds random noise."""
+        if noise_mode not in ("random", "const", "none"):
+            raise ValueError(f"unknown noise_mode {noise_mode!r}; valid: random, const, none")
+        styles = self.affine(w)
+        noise = None
+        if self.use_noise and noise_mode == "random":
+            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], generator=generator,
+                                device=x.device) * self.noise_strength
+        elif self.use_noise and noise_mode == "const":
+            noise = self.noise_const * self.noise_strength
+        x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
+                             resample_filter=self.resample_filter, flip_weight=(self.up == 1),
+                             fused_modconv=fused_modconv)
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act(x, self.bias.to(x.dtype), act="lrelu", gain=_DEFAULT_GAIN["lrelu"] * gain, clamp=clamp)
+
+
+class ToRGBLayer(nn.Module):
+    """Modulated 1x1 convolution without demodulation: features -> output channels (the skip images)."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, kernel_size: int = 1,
+                 conv_clamp: float | None = None):
+        super().__init__()
+        self.conv_clamp = conv_clamp
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
+
+    def forward(self, x: Tensor, w: Tensor, fused_modconv: bool = True) -> Tensor:
+        styles = self.affine(w) * self.weight_gain
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
+        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+
+
+def resolve_fused(setting: str | bool, training: bool) -> bool:
+    """fused_modconv setting ('inference_only', 'always', 'never' or a bool) -> whether to fuse now."""
+    if isinstance(setting, bool):
+        return setting
+    if setting == "inference_only":
+        return not training
+    if setting in ("always", "never"):
+        return setting == "always"
+    raise ValueError(f"unknown fused_modconv {setting!r}; valid: inference_only, always, never")
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution of a StyleGAN2 skip generator: [const or 2x upsampling conv0] + conv1 + ToRGB.
+
+    ``up=2`` is the usual block (input at half resolution, skip image upsampled and accumulated);
+    ``up=1`` is EG3D's "NoUp" super-resolution block (same resolution in and out, skip image not resized).
+    Consumes ``num_conv + num_torgb`` ws.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
+                 is_last: bool, up: int = 2, use_fp16: bool = False, conv_clamp: float | None = None,
+                 fused_modconv: str = "inference_only"):
+        super().__init__()
+        self.in_channels, self.w_dim, self.resolution, self.img_channels = in_channels, w_dim, resolution, img_channels
+        self.is_last, self.up, self.use_fp16, self.fused_modconv = is_last, up, use_fp16, fused_modconv
+        self.register_buffer("resample_filter", setup_filter(), persistent=False)
+        self.num_conv = 0
+        if in_channels == 0:
+            self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
+        else:
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=up, conv_clamp=conv_clamp)
+            self.num_conv += 1
+        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp)
+        self.num_conv += 1
+        self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
+        self.num_torgb = 1
+
+    def forward(self, x: Tensor | None, img: Tensor | None, ws: Tensor, noise_mode: NoiseMode = "random",
+                fused_modconv: bool | None = None, force_fp32: bool = False,
+                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """x (B, in, r/up, r/up) or None, img (B, img_channels, r/up, r/up) or None, ws (B, num_conv+1, w_dim).
+
+        Returns (x (B, out, r, r) in the block's dtype, img (B, img_channels, r, r) float32).
+        """
+        if ws.shape[1] != self.num_conv + self.num_torgb:
+            raise ValueError(f"block at {self.resolution} px needs {self.num_conv + self.num_torgb} ws, got {ws.shape[1]}")
+        w_iter = iter(ws.unbind(dim=1))
+        fp16 = self.use_fp16 and not force_fp32 and ws.device.type == "cuda"
+        dtype = torch.float16 if fp16 else torch.float32
+        fused = resolve_fused(self.fused_modconv if fused_modconv is None else fused_modconv, self.training)
+        layer_kw = dict(noise_mode=noise_mode, fused_modconv=fused, generator=generator)
+        if self.in_channels == 0:
+            x = self.const.to(dtype=dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.conv1(x, next(w_iter), **layer_kw)
+        else:
+            x = x.to(dtype=dtype)
+            x = self.conv0(x, next(w_iter), **layer_kw)
+            x = self.conv1(x, next(w_iter), **layer_kw)
+        if img is not None and self.up > 1:
+            img = upsample2d(img, self.resample_filter, up=self.up)
+        y = self.torgb(x, next(w_iter), fused_modconv=fused).to(dtype=torch.float32)
+        # Out of place (the official code adds in place): the same values, and safe for autograd when ``img``
+        # is a view of a tensor that is still needed (EG3D's NoUp super-resolution blocks).
+        img = img + y if img is not None else y
+        return x, img
+
+
+__all__ = [
+    "Conv2dLayer", "FullyConnectedLayer", "STANDARD_FILTER_TAPS", "SynthesisBlock", "SynthesisLayer", "ToRGBLayer",
+    "bias_act", "conv2d_resample", "downsample2d", "modulated_conv2d", "normalize_2nd_moment", "resolve_fused",
+    "setup_filter", "upfirdn2d", "upsample2d",
+]

@@ -1,0 +1,250 @@
+"""``aware3d dataset``: build a training zip in the EG3D layout from a folder of images or a synthetic set.
+
+The zip holds ``NNNNN/imgNNNNNNNN.png`` (square, ``--resolution``, lossless; names sort in item order)
+and a ``dataset.json`` with
+
+* ``labels``: ``[[name, [25 floats] or null], ...]`` (EG3D: row-major OpenCV cam2world + normalised
+  intrinsics), or null when no item has a camera;
+* ``camera_angles`` (EpiGRAF layout, zero-centred ``[yaw, pitch, 0]``, see
+  :func:`aware3d.cameras.pigan_to_epigraf`) plus ``camera`` (``radius``, ``fov_deg``, ``angles``), only
+  when every item has a camera that looks at the origin, upright, from one common radius with one
+  common field of view (so the angles lose nothing);
+* ``source_files``: ``{name: source relative path}`` for folder sources.
+
+Cameras of a folder come from ``--poses`` when given, else from the folder's own ``dataset.json``. A
+poses file is a JSON object ``{relative_path: pose}`` where a pose is either 25 numbers (an EG3D label,
+used unchanged), or ``{"yaw": y, "pitch": p}`` in pi-GAN angles (radians; frontal is (pi/2, pi/2); the
+camera looks at the origin from ``--radius`` with ``--fov-deg``), or null (unlabelled). The zip is
+written to a temporary file and renamed, so it is either complete or absent; a JSON summary goes to
+``<out>.json``. Reading the zip back with :func:`aware3d.data.open_dataset` at the same resolution gives
+the same images (up to the 8-bit quantisation of PNG, exact for folder sources) and labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import Tensor
+from tqdm import tqdm
+
+from .. import __version__
+from ..cameras import (
+    angles_from_cam2world, cam2world_from_angles, focal_to_fov, from_eg3d_label, intrinsics_from_fov,
+    pigan_to_epigraf, to_eg3d_label,
+)
+from ..config import to_dict
+from ..data.base import LABEL_DIM, DatasetError, DatasetNotFoundError, ImageDataset, open_dataset
+from ..data.images import LABELS_FILE, ImageFolderDataset, match_keys, list_some
+from ..data.synthetic import SYNTHETIC_DATASETS
+from ..io.media import to_uint8, write_json
+
+__all__ = ["DEFAULT_SYNTHETIC_COUNT", "DatasetOptions", "camera_angles_if_exact", "read_poses", "run",
+           "zip_member_name"]
+
+DEFAULT_SYNTHETIC_COUNT = 1000
+"""Items rendered from a synthetic source when --count is not given."""
+
+
+@dataclass
+class DatasetOptions:
+    source: str | None = None
+    """A folder of images (png, jpg, jpeg, webp, bmp; searched recursively) or a synthetic dataset name
+    (synthetic-heads, synthetic-objects)."""
+    out: str = "dataset.zip"
+    """The zip to write (a JSON summary is written beside it as <out>.json)."""
+    resolution: int = 64
+    """Side of the stored square images in pixels (cropped and resized as the loaders do)."""
+    count: int | None = None
+    """Synthetic: number of items (default 1000). Folder: keep a random subset of this many (drawn with
+    --seed, kept in path order); default all."""
+    seed: int = 0
+    """Synthetic: the dataset seed. Folder: the seed of the --count subset."""
+    skip_corrupt: bool = False
+    """Skip unreadable images with a warning (listed in the summary) instead of stopping."""
+    poses: str | None = None
+    """Folder only: JSON {relative_path: [25 floats] | {"yaw": y, "pitch": p} (pi-GAN radians) | null};
+    replaces the folder's own dataset.json cameras."""
+    preprocess: str = "center"
+    """Folder only: crop preset (center, stretch, pigan-celeba, pigan-cats, pigan-carla)."""
+    fov_deg: float = 12.0
+    """Full field of view in degrees of cameras given as yaw/pitch in --poses."""
+    radius: float = 1.0
+    """Camera distance from the origin (world units) of cameras given as yaw/pitch in --poses."""
+    batch: int = 16
+    """Items loaded (synthetic: rendered) at once."""
+
+
+def zip_member_name(index: int) -> str:
+    """Zip entry of item ``index`` (EG3D's layout: 1000 images per folder; names sort in item order)."""
+    return f"{index // 1000:05d}/img{index:08d}.png"
+
+
+def read_poses(path: str | os.PathLike, files: list[str], root_name: str, fov_deg: float,
+               radius: float) -> tuple[Tensor, Tensor]:
+    """Cameras of ``files`` from a poses JSON (see module docstring): labels (N, 25), has_label (N,).
+
+    Every key must name one of ``files`` and, once any image has a pose, every image must appear
+    (null marks an unlabelled image); otherwise a :class:`DatasetError` names the offenders.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetNotFoundError(f"poses file {str(path)!r} not found")
+    try:
+        poses = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DatasetError(f"poses file {str(path)!r} is not valid JSON: {e}") from None
+    if not isinstance(poses, dict):
+        raise DatasetError(f"poses file {str(path)!r} must hold an object {{relative_path: pose}}")
+    index = match_keys(list(poses), files, root_name, "poses")
+    labels = torch.zeros(len(files), LABEL_DIM)
+    has = torch.zeros(len(files), dtype=torch.bool)
+    listed = torch.zeros(len(files), dtype=torch.bool)
+    for key, pose in poses.items():
+        i = index[key]
+        listed[i] = True
+        if pose is None:
+            continue
+        if isinstance(pose, dict) and set(pose) == {"yaw", "pitch"} and \
+                all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pose.values()):
+            yaw = torch.tensor([float(pose["yaw"])])
+            pitch = torch.tensor([float(pose["pitch"])])
+            labels[i] = to_eg3d_label(cam2world_from_angles(yaw, pitch, radius), intrinsics_from_fov(fov_deg))[0]
+        elif isinstance(pose, list) and len(pose) == LABEL_DIM and \
+                all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pose):
+            labels[i] = torch.tensor([float(v) for v in pose])
+        else:
+            raise DatasetError(f"poses file {str(path)!r}: the pose of {key!r} must be {LABEL_DIM} numbers, "
+                               f"{{\"yaw\": y, \"pitch\": p}} (pi-GAN radians) or null, got {pose!r}")
+        if not bool(torch.isfinite(labels[i]).all()):
+            raise DatasetError(f"poses file {str(path)!r}: the pose of {key!r} has non-finite numbers")
+        has[i] = True
+    missing = [f for f, seen in zip(files, listed.tolist()) if not seen]
+    if missing and bool(listed.any()):
+        raise DatasetError(f"poses file {str(path)!r} has no pose for {len(missing)} image(s): {list_some(missing)}; "
+                           "add them (null marks an unlabelled image)")
+    return labels, has
+
+
+def camera_angles_if_exact(labels: Tensor, tol: float = 1e-4) -> tuple[Tensor, dict] | None:
+    """EpiGRAF camera_angles (N, 3) and the ``camera`` entry (radius, fov_deg) reproducing ``labels``
+    (N, 25), or None when some camera is not an upright look-at of the origin from one common radius with
+    one common square, centred, skew-free field of view."""
+    if len(labels) == 0:
+        return None
+    c2w, K = from_eg3d_label(labels.to(torch.float64))
+    yaw, pitch, radius = angles_from_cam2world(c2w)
+    if not bool(torch.isfinite(radius).all()) or float(radius.min()) <= 0:
+        return None
+    # Rounded so the JSON reads naturally (1.0, 12.0 rather than float32 noise); the check below uses
+    # the rounded values, so the angles still reproduce the labels within tol.
+    r = round(float(radius.mean()), 6)
+    fov = round(float(focal_to_fov(K[:, 0, 0]).mean()), 6)
+    rebuilt = to_eg3d_label(cam2world_from_angles(yaw, pitch, r), intrinsics_from_fov(fov, batch=len(labels),
+                                                                                      dtype=torch.float64))
+    if not torch.allclose(rebuilt, labels.to(torch.float64), atol=tol, rtol=0):
+        return None
+    return pigan_to_epigraf(yaw, pitch).to(torch.float32), {"radius": r, "fov_deg": fov, "angles": "zero_centered"}
+
+
+def _png_bytes(image: Tensor) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(to_uint8(image)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _open_source(opts: DatasetOptions) -> ImageDataset:
+    if not opts.source:
+        raise DatasetError("--source is required: a folder of images or a synthetic name "
+                           f"({', '.join(sorted(SYNTHETIC_DATASETS))})")
+    if opts.count is not None and opts.count < 1:
+        raise DatasetError(f"--count must be >= 1, got {opts.count}")
+    if opts.batch < 1:
+        raise DatasetError(f"--batch must be >= 1, got {opts.batch}")
+    if opts.source in SYNTHETIC_DATASETS:
+        if opts.poses:
+            raise DatasetError("--poses applies to folders only: synthetic items carry their own cameras")
+        count = DEFAULT_SYNTHETIC_COUNT if opts.count is None else opts.count
+        return open_dataset(opts.source, opts.resolution, length=count, seed=opts.seed)
+    if Path(opts.source).is_file():
+        raise DatasetError(f"--source {opts.source!r} is a file; give a folder of images or a synthetic name "
+                           f"({', '.join(sorted(SYNTHETIC_DATASETS))})")
+    return open_dataset(opts.source, opts.resolution, skip_corrupt=opts.skip_corrupt, length=opts.count,
+                        seed=opts.seed, preprocess=opts.preprocess)
+
+
+def run(opts: DatasetOptions) -> dict:
+    out = Path(opts.out)
+    if out.suffix.lower() != ".zip":
+        raise DatasetError(f"--out must name a .zip file, got {opts.out!r}")
+    data = _open_source(opts)
+    n = len(data)
+    labels, has_label = None, None
+    if isinstance(data, ImageFolderDataset) and opts.poses:
+        scan_files = data.scanned_files
+        all_labels, all_has = read_poses(opts.poses, scan_files, data.name, opts.fov_deg, opts.radius)
+        position = {f: i for i, f in enumerate(scan_files)}
+        keep = [position[f] for f in data.files]
+        labels, has_label = all_labels[keep], all_has[keep]
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    names, label_rows, label_mask = [], [], []
+    try:
+        with zipfile.ZipFile(tmp_name, "w", compression=zipfile.ZIP_STORED) as zf:
+            with tqdm(total=n, desc="dataset", unit="img") as bar:
+                for start in range(0, n, opts.batch):
+                    idx = list(range(start, min(n, start + opts.batch)))
+                    batch = data.get_batch(idx)
+                    for j, i in enumerate(idx):
+                        name = zip_member_name(i)
+                        zf.writestr(name, _png_bytes(batch.image[j]))
+                        names.append(name)
+                    if labels is None:
+                        label_rows.append(batch.label)
+                        label_mask.append(batch.has_label)
+                    bar.update(len(idx))
+            if labels is None:
+                labels, has_label = torch.cat(label_rows), torch.cat(label_mask)
+            # No camera at all: labels null, as StyleGAN/EG3D write an unconditional dataset.
+            meta: dict = {"labels": [[name, lab.tolist() if ok else None]
+                                     for name, lab, ok in zip(names, labels, has_label.tolist())]
+                          if bool(has_label.any()) else None}
+            angles = camera_angles_if_exact(labels) if bool(has_label.all()) else None
+            if angles is not None:
+                meta["camera_angles"] = {name: a.tolist() for name, a in zip(names, angles[0])}
+                meta["camera"] = angles[1]
+            if isinstance(data, ImageFolderDataset):
+                meta["source_files"] = dict(zip(names, data.files))
+            zf.writestr(LABELS_FILE, json.dumps(meta))
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, out)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    skipped = list(getattr(data, "skipped", ()))
+    summary = {
+        "tool": "dataset", "aware3d": __version__, "torch": torch.__version__, "python": platform.python_version(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "options": to_dict(opts),
+        "out": str(out), "sha256": digest, "source": opts.source, "count": n, "resolution": opts.resolution,
+        "labelled": int(has_label.sum()), "camera_angles": angles is not None,
+        "camera": angles[1] if angles is not None else None,
+        "source_cameras": ("poses" if opts.poses else getattr(data, "camera_info", None)),
+        "source_fingerprint": data.fingerprint(),
+        "skipped": skipped, "skip_reasons": dict(getattr(data, "skip_reasons", {})),
+    }
+    summary_path = write_json(f"{out}.json", summary)
+    return {**summary, "summary": str(summary_path)}

@@ -1,0 +1,165 @@
+"""The options of ``aware3d train`` and the resolved configuration a run stores in ``<run>/config.json``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..config import apply_overrides, from_dict, to_dict
+from .curriculum import Curriculum
+from .presets import TrainPreset, get_train_preset
+
+RUN_FORMAT = "aware3d-run"
+RUN_VERSION = 1
+
+
+@dataclass
+class TrainOptions:
+    """How to run training (``aware3d train``); the model and recipe come from the preset."""
+
+    preset: str = "pigan-tiny"
+    """Training preset: model, discriminator, losses, curriculum (list them: aware3d presets)."""
+    data: str | None = None
+    """Dataset: synthetic-heads, synthetic-objects, a folder of images or a zip (default: the preset's)."""
+    out: str = "runs/train"
+    """Run folder: config.json, stats.jsonl, samples/, checkpoint/, generator/ (must not hold another run)."""
+    resume: str | None = None
+    """A run folder to continue exactly where it stopped (its config is used; --steps/--minutes may change)."""
+    steps: int | None = None
+    """Stop after this many steps in total (default: the preset's)."""
+    minutes: float | None = None
+    """Stop after this much training time in this session (a checkpoint is written first)."""
+    seed: int = 0
+    """Seed of the initial weights and of every random draw of the run."""
+    device: str = "auto"
+    """cpu, cuda, cuda:1 ... or auto (cuda if available; under torchrun each process takes its local GPU)."""
+    amp: bool = True
+    """Mixed precision (float16 autocast + gradient scaling) on GPU; ignored on CPU."""
+    mirror: bool = False
+    """Mirror augmentation: also train on left-right flipped images (with mirrored cameras)."""
+    skip_corrupt: bool = False
+    """Skip unreadable image files with a warning instead of stopping."""
+    log_every: int = 10
+    """Write a stats line (stats.jsonl, TensorBoard) every this many steps."""
+    sample_every: int = 200
+    """Write a sample grid of fixed latents every this many steps (0: never)."""
+    checkpoint_every: int = 500
+    """Write a checkpoint every this many steps (and always at the end, on a signal or a time limit)."""
+    ema_decays: tuple[float, ...] = (0.999, 0.9999)
+    """Decays of the exponential moving averages of G kept beside it (the first is exported)."""
+    max_bad_steps: int = 10
+    """Stop after this many consecutive updates with a non-finite loss or gradient."""
+    override: tuple[str, ...] = ()
+    """Changes to the preset as key=value: model.hidden_dim=64 loss.r1_gamma=1 curriculum.fade_steps=100 ..."""
+    tensorboard: bool = True
+    """Also write TensorBoard events (when the tensorboard package is installed)."""
+    progress: bool = True
+    """Show a progress bar."""
+    sample_seeds: int = 8
+    """Number of fixed latents in the sample grids."""
+    metrics: tuple[str, ...] = ()
+    """Metrics computed on the first EMA every --metrics-every steps (e.g. swd side fid2k_full; see aware3d metrics)."""
+    metrics_every: int = 0
+    """Evaluate --metrics every this many steps (0: never)."""
+    metrics_num_gen: int | None = 512
+    """Generated images per metric evaluation during training (None: each protocol's own count)."""
+    best_metric: str | None = None
+    """Keep <run>/best (a generator folder) at the best value of this metric (default: the first of --metrics)."""
+    inception: str | None = None
+    """Inception file for FID/KID/IS during training (else $AWARE3D_INCEPTION)."""
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run's mathematics (stored in config.json; resuming reads it back)."""
+
+    family: str
+    preset: str
+    model: Any
+    discriminator: Any
+    loss: Any
+    curriculum: Curriculum
+    data: str
+    total_steps: int
+    seed: int
+    mirror: bool
+    ema_decays: tuple[float, ...]
+
+    def to_json(self) -> dict:
+        return {"format": RUN_FORMAT, "version": RUN_VERSION, **to_dict(self)}
+
+    @staticmethod
+    def from_json(doc: dict, where: str) -> "RunConfig":
+        from ..models.registry import get_family
+
+        if doc.get("format") != RUN_FORMAT:
+            raise ValueError(f"{where} is not an aware3d run config (format {doc.get('format')!r})")
+        if doc.get("version", 0) > RUN_VERSION:
+            raise ValueError(f"{where} is version {doc['version']}; this aware3d reads up to {RUN_VERSION}")
+        fam = get_family(doc["family"])
+        if fam.training is None:
+            raise ValueError(f"{where}: family {doc['family']!r} cannot be trained by this aware3d")
+        t = fam.training
+        return RunConfig(
+            family=doc["family"], preset=doc["preset"],
+            model=from_dict(fam.config_cls, doc["model"], f"{where} model"),
+            discriminator=from_dict(t.discriminator_config_cls, doc["discriminator"], f"{where} discriminator"),
+            loss=from_dict(t.loss_config_cls, doc["loss"], f"{where} loss"),
+            curriculum=from_dict(Curriculum, doc["curriculum"], f"{where} curriculum"),
+            data=doc["data"], total_steps=int(doc["total_steps"]), seed=int(doc["seed"]), mirror=bool(doc["mirror"]),
+            ema_decays=tuple(float(d) for d in doc["ema_decays"]),
+        )
+
+    @staticmethod
+    def load(run_dir: str | Path) -> "RunConfig":
+        f = Path(run_dir) / "config.json"
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} not found: --resume needs a run folder written by aware3d train")
+        try:
+            doc = json.loads(f.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{f} is damaged ({e})") from None
+        return RunConfig.from_json(doc, str(f))
+
+
+_SECTIONS = ("model", "discriminator", "loss", "curriculum")
+
+
+def resolve_run_config(opts: TrainOptions, preset: TrainPreset | None = None) -> RunConfig:
+    """The run's configuration from the options: the preset with its and the user's overrides applied."""
+    from ..models.registry import get_preset
+
+    preset = preset or get_train_preset(opts.preset)
+    family, model_cfg = get_preset(preset.model)
+    if family.name != preset.family:
+        raise ValueError(f"training preset {opts.preset!r} names model {preset.model!r} of family {family.name!r}, "
+                         f"expected {preset.family!r}")
+    model_cfg = apply_overrides(model_cfg, list(preset.model_overrides))
+    sections: dict[str, Any] = {"model": model_cfg, "discriminator": preset.discriminator, "loss": preset.loss,
+                                "curriculum": preset.curriculum}
+    grouped: dict[str, list[str]] = {k: [] for k in _SECTIONS}
+    for item in opts.override:
+        head, _, rest = item.partition(".")
+        if head not in grouped or not rest:
+            raise ValueError(f"override {item!r} must start with one of {', '.join(s + '.' for s in _SECTIONS)} "
+                             "(e.g. loss.r1_gamma=1)")
+        grouped[head].append(rest)
+    for k, items in grouped.items():
+        sections[k] = apply_overrides(sections[k], items)
+    if not opts.ema_decays or any(not 0 < d < 1 for d in opts.ema_decays):
+        raise ValueError(f"--ema-decays must be numbers in (0, 1), got {opts.ema_decays}")
+    return RunConfig(
+        family=family.name, preset=opts.preset, model=sections["model"], discriminator=sections["discriminator"],
+        loss=sections["loss"], curriculum=sections["curriculum"], data=opts.data or preset.data,
+        total_steps=opts.steps if opts.steps is not None else preset.total_steps, seed=opts.seed, mirror=opts.mirror,
+        ema_decays=tuple(opts.ema_decays),
+    )
+
+
+def with_total_steps(cfg: RunConfig, steps: int | None) -> RunConfig:
+    return cfg if steps is None else replace(cfg, total_steps=steps)
+
+
+__all__ = ["RunConfig", "TrainOptions", "resolve_run_config", "with_total_steps"]

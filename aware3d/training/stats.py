@@ -1,0 +1,60 @@
+"""Where a run's numbers go: ``stats.jsonl`` (one JSON object per line) and TensorBoard when installed."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+
+class StatsWriter:
+    """Appends stats lines; mirrors scalars to TensorBoard if ``tensorboard`` is importable and wanted."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True):
+        self.path = run_dir / "stats.jsonl"
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
+            except ImportError:
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        line = json.dumps(clean)
+        try:
+            with open(self.path, "a") as fh:
+                fh.write(line + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as e:
+            # Losing a stats line must not kill a long run; the checkpoint is what matters.
+            warnings.warn(f"could not append to {self.path}: {e}")
+        if self.tb is not None and "step" in record:
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self.tb.add_scalar(k, v, record["step"])
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def read_stats(run_dir: str | Path) -> list[dict[str, Any]]:
+    """All stats lines of a run (a torn last line, from a kill mid-write, is ignored)."""
+    out = []
+    p = Path(run_dir) / "stats.jsonl"
+    if not p.exists():
+        return out
+    for line in p.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out

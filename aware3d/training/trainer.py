@@ -1,0 +1,489 @@
+"""The GAN trainer, family-agnostic: a step runs the family's loss phases (see :mod:`aware3d.losses.base`).
+
+Reading order: :class:`Trainer` builds the models, optimisers and run folder (or restores them with
+``--resume``); :meth:`Trainer.train` loops over :meth:`Trainer.step` and writes stats, samples and
+checkpoints; :meth:`Trainer.step` runs one training step.
+
+Determinism: every random draw of step ``s`` (which real images, z, cameras, rendering jitter, noise)
+comes from generators seeded by ``(seed, s, ...)``, and the real images follow a per-epoch permutation
+indexed by the count of images already seen. So a run resumed from a checkpoint continues with exactly
+the draws it would have made, and the global batch is the same whatever the number of processes:
+the batch is cut into ``world_size x batch_split`` chunks and process r evaluates chunks
+``r * batch_split ...``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from ..config import to_dict
+from ..io.atomic import recover_folder
+from ..io.checkpoint import save_generator
+from ..io.media import save_image, write_json
+from ..losses.base import Chunk, Phase, StageState
+from ..models.base import Generator3D
+from . import distributed as dist_utils
+from .config import RunConfig, TrainOptions, resolve_run_config, with_total_steps
+from .ema import make_ema, update_ema
+from .state import TrainingState, ema_name, load_training_checkpoint, read_training_meta, save_training_checkpoint
+from .stats import StatsWriter
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many consecutive non-finite updates; the message points at the last good checkpoint."""
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 63-bit seed from any tuple of ints/strings (stable across runs and machines)."""
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+def resolve_device(name: str, info: dist_utils.DistInfo) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and info.enabled:
+        name = f"cuda:{info.local_rank}"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    return torch.device(name)
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.train` returns."""
+
+    run_dir: Path
+    step: int
+    stopped_by: str
+    """finished | time_limit | signal"""
+    generator_dir: Path
+    images_per_s: float
+
+
+class Trainer:
+    """Builds (or resumes) a run; :meth:`train` runs it. ``dataset`` may be given directly (tests, demo)."""
+
+    def __init__(self, options: TrainOptions, dataset=None, info: dist_utils.DistInfo | None = None):
+        from ..models.registry import get_family
+
+        self.opts = options
+        self.info = info or dist_utils.DistInfo()
+        self.device = resolve_device(options.device, self.info)
+        self.run_dir = Path(options.resume or options.out)
+        if options.resume:
+            recover_folder(self.run_dir / "checkpoint")
+            cfg = with_total_steps(RunConfig.load(self.run_dir), options.steps)
+        else:
+            cfg = resolve_run_config(options)
+            self._check_fresh_run_dir()
+        self.cfg = cfg
+        family = get_family(cfg.family)
+        if family.training is None:
+            raise ValueError(f"family {cfg.family!r} has no training recipe yet")
+        self._validate_batches()
+        if options.metrics:
+            from ..metrics import parse_metric_list
+
+            parse_metric_list(list(options.metrics))  # unknown names fail now, not hours into the run
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(cfg.seed, "init"))
+            self.G: Generator3D = family.generator_cls(cfg.model).to(self.device)
+            self.D: nn.Module = family.training.discriminator_cls(cfg.discriminator).to(self.device)
+        self.G.preset = self._model_preset_name()
+        self.G_emas = {d: make_ema(self.G) for d in cfg.ema_decays}
+        self.recipe = family.training.loss_cls(self.G, self.D, cfg.loss)
+        stage0 = cfg.curriculum.stage(0)
+        betas, wd = tuple(cfg.curriculum.betas), cfg.curriculum.weight_decay
+        self.opt = {
+            "G": torch.optim.Adam(self.G.parameters(), lr=stage0.g_lr, betas=betas, weight_decay=wd),
+            "D": torch.optim.Adam(self.D.parameters(), lr=stage0.d_lr, betas=betas, weight_decay=wd),
+        }
+        amp = options.amp and self.device.type == "cuda"
+        self.amp = amp
+        self.scalers = {k: torch.amp.GradScaler("cuda", enabled=amp) for k in ("G", "D")}
+        self.state = TrainingState()
+        self._base_data = dataset
+        self._data_by_res: dict[int, Any] = {}
+        self._perm_cache: tuple[int, Tensor] | None = None
+        self._stop_reason: str | None = None
+        if options.resume:
+            self.state = load_training_checkpoint(self.run_dir / "checkpoint", self._modules(), self.opt)
+            for k, sd in read_training_meta(self.run_dir / "checkpoint").get("grad_scalers", {}).items():
+                if sd and self.amp:
+                    self.scalers[k].load_state_dict(sd)
+        self.stats = None
+        if self.info.is_main:
+            self._prepare_run_dir()
+            self.stats = StatsWriter(self.run_dir, tensorboard=options.tensorboard)
+
+    # ----------------------------------------------------------------------------------------- set-up
+    def _model_preset_name(self) -> str:
+        from .presets import get_train_preset
+
+        try:
+            return get_train_preset(self.cfg.preset).model
+        except ValueError:
+            return self.cfg.preset
+
+    def _check_fresh_run_dir(self) -> None:
+        if (self.run_dir / "checkpoint").exists() or (self.run_dir / "config.json").exists():
+            raise ValueError(f"{self.run_dir} already holds a training run: continue it with --resume {self.run_dir}, "
+                             "or choose another --out")
+
+    def _validate_batches(self) -> None:
+        chunks = self.info.world_size
+        for s in self.cfg.curriculum.stages:
+            if s.batch_size % (chunks * s.batch_split):
+                raise ValueError(
+                    f"stage at step {s.start}: batch_size {s.batch_size} is not divisible by {self.info.world_size} "
+                    f"process(es) x batch_split {s.batch_split}; change the process count or override the curriculum")
+
+    def _prepare_run_dir(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "samples").mkdir(exist_ok=True)
+        write_json(self.run_dir / "config.json", self.cfg.to_json())
+        write_json(self.run_dir / "options.json", to_dict(self.opts))
+
+    def _modules(self) -> dict[str, nn.Module]:
+        mods: dict[str, nn.Module] = {"G": self.G, "D": self.D}
+        mods.update({ema_name(d): m for d, m in self.G_emas.items()})
+        return mods
+
+    def dataset(self, resolution: int):
+        """The training data at ``resolution`` (opened once per resolution)."""
+        if resolution not in self._data_by_res:
+            if self._base_data is not None:
+                base = self._base_data
+            else:
+                from ..data.base import open_dataset
+
+                base = open_dataset(self.cfg.data, resolution, mirror=self.cfg.mirror,
+                                    skip_corrupt=self.opts.skip_corrupt)
+                self._base_data = base
+            data = base if base.resolution == resolution else base.at_resolution(resolution)
+            if len(data) == 0:
+                raise ValueError(f"dataset {self.cfg.data!r} is empty")
+            self._data_by_res[resolution] = data
+        return self._data_by_res[resolution]
+
+    # ----------------------------------------------------------------------------------------- draws
+    def _epoch_permutation(self, epoch: int, n: int) -> Tensor:
+        if self._perm_cache is None or self._perm_cache[0] != epoch or len(self._perm_cache[1]) != n:
+            g = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "epoch", epoch))
+            self._perm_cache = (epoch, torch.randperm(n, generator=g))
+        return self._perm_cache[1]
+
+    def real_indices(self, start: int, count: int, n: int) -> list[int]:
+        """Items for global batch positions [start, start + count): an epoch-wise permutation of the data."""
+        out: list[int] = []
+        pos = start
+        while len(out) < count:
+            epoch, offset = divmod(pos, n)
+            take = min(count - len(out), n - offset)
+            out.extend(self._epoch_permutation(epoch, n)[offset:offset + take].tolist())
+            pos += take
+        return out
+
+    def _my_real_batch(self, real_rows: list[int], data, split: int):
+        """The real images of this process's chunks (loaded once per step, shared by the phases)."""
+        size = len(real_rows) // (self.info.world_size * split)
+        mine = real_rows[self.info.rank * split * size:(self.info.rank + 1) * split * size]
+        return data.get_batch(mine).to(self.device)
+
+    def _chunks(self, phase_index: int, step: int, real, batch_size: int, split: int) -> Iterator[Chunk]:
+        """This process's chunks of the global batch for one phase (``real``: this process's real images)."""
+        g = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "step", step, phase_index))
+        z_all = torch.randn(batch_size, self.G.z_dim, generator=g)
+        yaw, pitch = self.G.config.pose.sample(batch_size, generator=g)
+        size = batch_size // (self.info.world_size * split)
+        for s in range(split):
+            c = self.info.rank * split + s
+            rows = slice(c * size, (c + 1) * size)
+            mine = slice(s * size, (s + 1) * size)
+            cams = self.G.cameras(yaw[rows], pitch[rows])
+            render_gen = torch.Generator(device=self.device).manual_seed(
+                derive_seed(self.cfg.seed, "render", step, phase_index, c))
+            yield Chunk(real.image[mine], real.label[mine], z_all[rows].to(self.device), cams,
+                        torch.stack([yaw[rows], pitch[rows]], -1).to(self.device), render_gen)
+
+    # ----------------------------------------------------------------------------------------- step
+    def _set_learning_rates(self, step: int) -> dict[str, float]:
+        stage = self.cfg.curriculum.stage(step)
+        lrs = {"G": stage.g_lr, "D": stage.d_lr}
+        for k, opt in self.opt.items():
+            for group in opt.param_groups:
+                group["lr"] = lrs[k]
+        return lrs
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
+
+    def _run_phase(self, phase: Phase, phase_index: int, stage_state: StageState, real, batch_size: int,
+                   split: int) -> tuple[bool, dict[str, Tensor]]:
+        """Accumulate the phase's gradients over this process's chunks, average across processes, then
+        step the optimiser unless anything is non-finite. Returns (stepped?, stats)."""
+        module = self.G if phase.module == "G" else self.D
+        other = self.D if phase.module == "G" else self.G
+        opt, scaler = self.opt[phase.module], self.scalers[phase.module]
+        module.requires_grad_(True)
+        other.requires_grad_(False)
+        opt.zero_grad(set_to_none=True)
+        finite = True
+        totals: dict[str, Tensor] = {}
+        for chunk in self._chunks(phase_index, stage_state.step, real, batch_size, split):
+            with self._autocast():
+                loss, stats = self.recipe.loss(phase, chunk, stage_state)
+            finite &= bool(torch.isfinite(loss).item())
+            scaler.scale(loss / split).backward()
+            for k, v in stats.items():
+                totals[k] = totals.get(k, 0) + v.float() / split
+        params = [p for p in module.parameters() if p.requires_grad]
+        dist_utils.average_gradients(params, self.info)
+        scaler.unscale_(opt)
+        finite &= all(bool(torch.isfinite(p.grad).all()) for p in params if p.grad is not None)
+        finite = dist_utils.all_true(finite, self.info, self.device)
+        if finite:
+            clip = self.recipe.grad_clip(phase.module)
+            if clip is not None:
+                totals[f"{phase.module}/grad_norm"] = torch.nn.utils.clip_grad_norm_(params, clip).detach().float()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.zero_grad(set_to_none=True)
+            if self.amp:
+                scaler.update()
+        module.requires_grad_(False)
+        return finite, totals
+
+    def step(self) -> dict[str, float]:
+        """One training step at ``self.state.step``: every phase of the recipe, then the EMA updates."""
+        st = self.state
+        cur = self.cfg.curriculum
+        stage = cur.stage(st.step)
+        lrs = self._set_learning_rates(st.step)
+        data = self.dataset(stage.resolution)
+        stage_state = StageState(st.step, stage.resolution, cur.render_config(self.G.config.render, st.step),
+                                 cur.alpha(st.step))
+        real_rows = self.real_indices(st.images_seen, stage.batch_size, len(data))
+        real = self._my_real_batch(real_rows, data, stage.batch_split)
+        self.G.train()
+        self.D.train()
+        record: dict[str, Tensor] = {}
+        all_ok = True
+        for i, phase in enumerate(self.recipe.phases()):
+            if st.step % phase.interval:
+                continue
+            ok, stats = self._run_phase(phase, i, stage_state, real, stage.batch_size, stage.batch_split)
+            record.update(stats)
+            if not ok:
+                all_ok = False
+                record[f"skipped/{phase.name}"] = torch.ones(())
+            elif phase.module == "G":
+                for decay, ema in self.G_emas.items():
+                    update_ema(ema, self.G, decay, st.step)
+        st.images_seen += stage.batch_size
+        st.step += 1
+        if all_ok:
+            st.consecutive_bad = 0
+        else:
+            st.skipped_steps += 1
+            st.consecutive_bad += 1
+        out = dist_utils.mean_over_ranks(record, self.info)
+        out.update({"resolution": stage.resolution, "batch_size": stage.batch_size, "alpha": stage_state.alpha,
+                    "lr/G": lrs["G"], "lr/D": lrs["D"], "density_noise": stage_state.render.noise_std})
+        return out
+
+    # ----------------------------------------------------------------------------------------- outputs
+    @torch.no_grad()
+    def sample_grid(self, path: Path, resolution: int) -> Path:
+        """Fixed latents (seeds 0..n-1) from three yaws around the mean pose, rendered by the first EMA."""
+        from ..api import render
+
+        G = self.G_emas[self.cfg.ema_decays[0]]
+        n = self.opts.sample_seeds
+        pose = G.config.pose
+        yaws = [pose.yaw_mean - 0.4, pose.yaw_mean, pose.yaw_mean + 0.4]
+        z = G.z_from_seeds(list(range(n))).repeat_interleave(len(yaws), 0)
+        cams = G.cameras([y for _ in range(n) for y in yaws], [pose.pitch_mean] * (n * len(yaws)))
+        out = render(G, z=z, cameras=cams, resolution=resolution, truncation_psi=1.0)
+        return save_image(path, out.image.clamp(-1, 1), nrow=len(yaws) * 2)
+
+    def export_generator(self) -> Path:
+        """The first EMA generator as an aware3d checkpoint folder ``<run>/generator`` (w_avg refreshed)."""
+        G = make_ema(self.G_emas[self.cfg.ema_decays[0]])  # a copy: refreshing w_avg must not touch the EMA
+        if hasattr(G, "update_w_avg"):
+            G.update_w_avg()
+        G.preset = self.G.preset
+        source = {"trained_by": "aware3d train", "run": str(self.run_dir), "step": self.state.step,
+                  "ema_decay": self.cfg.ema_decays[0], "data": self.cfg.data}
+        return save_generator(G, self.run_dir / "generator", source=source)
+
+    def evaluate_metrics(self) -> dict[str, float]:
+        """The chosen metrics of the first EMA (rank 0); keeps ``<run>/best`` at the best value so far."""
+        from ..metrics import evaluate
+
+        G = make_ema(self.G_emas[self.cfg.ema_decays[0]])
+        if hasattr(G, "update_w_avg"):
+            G.update_w_avg()
+        res = self.cfg.curriculum.stage(max(self.state.step - 1, 0)).resolution
+        out = evaluate(G, list(self.opts.metrics), self.dataset(res), num_gen=self.opts.metrics_num_gen,
+                       seed=self.cfg.seed, progress=False, inception=self.opts.inception, resolution=res)
+        values = {f"metrics/{k}": float(v) for k, v in out["results"].items()}
+        name = self.opts.best_metric or next(iter(out["metrics"]), None)
+        if name in out["results"]:
+            higher = bool(out["metrics"].get(name, {}).get("higher_is_better", False))
+            value = float(out["results"][name])
+            best = self.state.best.get(name)
+            if best is None or (value > best if higher else value < best):
+                self.state.best[name] = value
+                G.preset = self.G.preset
+                save_generator(G, self.run_dir / "best", source={"trained_by": "aware3d train", "step": self.state.step,
+                                                                "metric": name, "value": value})
+                values[f"best/{name}"] = value
+        return values
+
+    def save_checkpoint(self) -> None:
+        """Training checkpoint + exported generator (rank 0 only; every process must call it)."""
+        if self.info.is_main:
+            save_training_checkpoint(self.run_dir / "checkpoint", self.state, self._modules(), self.opt,
+                                     extra={"run_config": self.cfg.to_json(),
+                                            "grad_scalers": {k: s.state_dict() for k, s in self.scalers.items()}})
+            self.export_generator()
+        if self.info.enabled:
+            torch.distributed.barrier()
+
+    # ----------------------------------------------------------------------------------------- loop
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGINT/SIGTERM ask for a checkpoint and a clean stop after the current step; a second one aborts."""
+        def handler(signum, frame):
+            if self._stop_reason == "signal":
+                raise KeyboardInterrupt
+            self._stop_reason = "signal"
+            if self.info.is_main:
+                print(f"\naware3d train: got {signal.Signals(signum).name}; saving a checkpoint after this step "
+                      "(send again to abort without saving)", flush=True)
+
+        previous = {}
+        try:
+            for s in (signal.SIGINT, signal.SIGTERM):
+                previous[s] = signal.signal(s, handler)
+        except ValueError:  # not the main thread: no signal handling
+            previous = {}
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def request_stop(self, reason: str = "signal") -> None:
+        """Ask the loop to checkpoint and stop after the current step (what a signal does)."""
+        self._stop_reason = reason
+
+    def _log(self, record: dict[str, float], t_start: float, steps_done: int, images_done: int) -> None:
+        elapsed = time.perf_counter() - t_start
+        record = {"step": self.state.step, "time_s": round(self.state.elapsed_s, 3),
+                  "images_per_s": images_done / max(elapsed, 1e-9), "skipped_total": self.state.skipped_steps,
+                  **record}
+        if self.device.type == "cuda":
+            record["mem/peak_gb"] = torch.cuda.max_memory_allocated(self.device) / 2 ** 30
+        else:
+            record["mem/peak_rss_gb"] = _peak_rss_gb()
+        if self.stats is not None:
+            self.stats.write(record)
+
+    def train(self) -> TrainResult:
+        """Run until total_steps, the time limit, or a signal; always ends with a checkpoint."""
+        from tqdm import tqdm
+
+        st = self.state
+        total = self.cfg.total_steps
+        bar = tqdm(total=total, initial=st.step, disable=not (self.opts.progress and self.info.is_main),
+                   desc="train", dynamic_ncols=True)
+        t_session = time.perf_counter()
+        t_window, images_window = time.perf_counter(), 0
+        rate = 0.0
+        if st.step == 0 and self.info.is_main and self.opts.sample_every:
+            self.sample_grid(self.run_dir / "samples" / "step-0000000.png", self.cfg.curriculum.stage(0).resolution)
+        with self._signals():
+            while st.step < total:
+                t0 = time.perf_counter()
+                record = self.step()
+                st.elapsed_s += time.perf_counter() - t0
+                images_window += record["batch_size"]
+                bar.update(1)
+                bar.set_postfix({k.split("/")[-1] + ("G" if k.startswith("G/") else "D" if k.startswith("D/") else ""):
+                                 f"{v:.3g}" for k, v in record.items() if k in ("G/adv", "D/adv", "D/r1")})
+                if "skipped/G_main" in record or any(k.startswith("skipped/") for k in record):
+                    self._on_bad_step(record)
+                if st.step % self.opts.log_every == 0 or st.step == total:
+                    rate = images_window / max(time.perf_counter() - t_window, 1e-9)
+                    self._log(record, t_window, 1, images_window)
+                    t_window, images_window = time.perf_counter(), 0
+                if self.opts.metrics and self.opts.metrics_every and st.step % self.opts.metrics_every == 0:
+                    if self.info.is_main and self.stats is not None:
+                        self.stats.write({"step": st.step, **self.evaluate_metrics()})
+                    if self.info.enabled:
+                        torch.distributed.barrier()
+                if self.opts.sample_every and st.step % self.opts.sample_every == 0 and self.info.is_main:
+                    self.sample_grid(self.run_dir / "samples" / f"step-{st.step:07d}.png", record["resolution"])
+                if self.opts.minutes is not None and time.perf_counter() - t_session >= self.opts.minutes * 60:
+                    self._stop_reason = self._stop_reason or "time_limit"
+                stop = dist_utils.broadcast_flag(self._stop_reason is not None, self.info, self.device)
+                if stop or st.step % self.opts.checkpoint_every == 0 or st.step == total:
+                    self.save_checkpoint()
+                if stop:
+                    break
+        bar.close()
+        if self.info.is_main and self.opts.sample_every:
+            self.sample_grid(self.run_dir / "samples" / "final.png", self.cfg.curriculum.stage(max(st.step - 1, 0)).resolution)
+        if self.stats is not None:
+            self.stats.close()
+        return TrainResult(self.run_dir, st.step, self._stop_reason or "finished", self.run_dir / "generator", rate)
+
+    def _on_bad_step(self, record: dict[str, float]) -> None:
+        st = self.state
+        skipped = sorted(k.split("/", 1)[1] for k in record if k.startswith("skipped/"))
+        if self.stats is not None:
+            self.stats.write({"step": st.step, "event": "non_finite_update_skipped", "phases": skipped,
+                              "consecutive": st.consecutive_bad})
+        if st.consecutive_bad >= self.opts.max_bad_steps:
+            ckpt = self.run_dir / "checkpoint"
+            where = f"the last good checkpoint is {ckpt} (step {read_training_meta(ckpt)['state']['step']})" \
+                if (ckpt / "state.json").exists() else "no checkpoint had been written yet"
+            raise TrainingDiverged(
+                f"training diverged: {st.consecutive_bad} consecutive updates had a non-finite loss or gradient "
+                f"(at step {st.step}; phases {', '.join(skipped)}); {where}. Lower the learning rates or raise "
+                "R1 (e.g. --override loss.r1_gamma=...), then --resume")
+
+
+def _peak_rss_gb() -> float:
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+    except (ImportError, OSError):
+        return float("nan")
+
+
+def train(options: TrainOptions, dataset=None) -> TrainResult:
+    """Train with ``options`` in this process, joining a torchrun process group when there is one."""
+    info = dist_utils.init_distributed(options.device if options.device != "auto" else
+                                       ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        return Trainer(options, dataset=dataset, info=info).train()
+    finally:
+        dist_utils.shutdown_distributed()
+
+
+__all__ = ["Trainer", "TrainResult", "TrainingDiverged", "derive_seed", "train"]
