@@ -8,7 +8,15 @@ Default: the ``eg3d-ffhq`` preset (full size, random weights: 512 px output, 128
 * backbone: ws -> tri-planes (the StyleGAN2 synthesis network);
 * rendering: rays, sampling, the tri-plane decoder and compositing at the neural rendering resolution;
 * super-resolution: the feature image -> the final image;
-* full frame: mapping + synthesis; camera-only frame: rendering + super-resolution on cached planes.
+* full frame: mapping + synthesis; camera-only frame: rendering + super-resolution on cached planes
+  (what ``aware3d video`` / ``render`` pay per view of a seed).
+
+The table gives each figure, the official code's figure for the same stage where the reference fixture has
+one (``$AWARE3D_REFERENCE/eg3d/timing.json``: the full FFHQ-512 config, CPU, 2 threads, batch 1, const
+noise; rendering = full frame - super-resolution - backbone - mapping), the ratio ours / official and the
+target (no slower than the official code: ratio <= 1.0x, meaningful on that CPU with --threads 2 and an
+idle machine). The camera-only frame's ratio is to our own full frame (target < 1.0x: the cache saves the
+mapping and the backbone).
 
     python benchmarks/render_eg3d.py [--preset eg3d-ffhq] [--nrr 128 64] [--reps 3] [--device cpu|cuda] [--threads N]
 """
@@ -16,9 +24,12 @@ Default: the ``eg3d-ffhq`` preset (full size, random weights: 512 px output, 128
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -41,6 +52,24 @@ def timed(fn, reps: int, device: torch.device) -> float:
     return statistics.median(times)
 
 
+def official_figures(nrr: int) -> dict[str, float]:
+    """The official code's seconds per stage at neural rendering resolution ``nrr`` (64 or 128), from the
+    reference fixture's timing.json (full FFHQ-512 config); empty when the file or the resolution is missing."""
+    root = Path(os.environ.get("AWARE3D_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "reference"))
+    file = root / "eg3d" / "timing.json"
+    if not file.is_file():
+        return {}
+    full = json.loads(file.read_text())["full"]
+    total, sr = full.get(f"mapping+synthesis_nrr{nrr}"), full.get(f"superresolution_only_from_nrr{nrr}")
+    if total is None or sr is None:
+        return {}
+    mapping, backbone = full["mapping_only"]["median_s"], full["backbone_synthesis_only"]["median_s"]
+    total, sr = total["median_s"], sr["median_s"]
+    return {"mapping": mapping, "backbone (tri-planes)": backbone,
+            "rendering (rays, decoder, compositing)": total - sr - backbone - mapping,
+            "super-resolution": sr, "full frame (mapping + synthesis)": total}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="eg3d-ffhq")
@@ -61,7 +90,6 @@ def main() -> None:
     print(f"{args.preset}: {params:,} parameters, output {G.config.img_resolution} px, "
           f"{cfg.num_samples}+{cfg.num_importance} samples/ray, device {device}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads")
-    print(f"{'stage (seconds per frame, batch 1)':44s} " + " ".join(f"{f'nrr {r}':>10s}" for r in args.nrr))
     rows: dict[str, list[float]] = {}
     with torch.no_grad():
         ws = G.mapping(z, 0.7)
@@ -82,10 +110,27 @@ def main() -> None:
             }
             for k, v in figures.items():
                 rows.setdefault(k, []).append(v)
-    for k, values in rows.items():
-        print(f"{k:44s} " + " ".join(f"{v:10.3f}" for v in values))
-    fps = [1 / v for v in rows["camera-only frame (cached tri-planes)"]]
-    print(f"{'camera-only frames per second':44s} " + " ".join(f"{v:10.2f}" for v in fps))
+    camera_only = "camera-only frame (cached tri-planes)"
+    full = "full frame (mapping + synthesis)"
+    for i, r in enumerate(args.nrr):
+        official = official_figures(r) if args.preset == "eg3d-ffhq" else {}
+        print(f"\nneural rendering {r} px, output {G.config.img_resolution} px (seconds per frame, batch 1)")
+        print(f"{'figure':40s} {'ours s':>9s} {'official s':>10s} {'ratio':>7s}  target")
+        for k, values in rows.items():
+            v = values[i]
+            if k == camera_only:
+                ratio, ref, target = v / rows[full][i], "", "< 1.0x our full frame"
+            elif k in official:
+                ratio, ref, target = v / official[k], f"{official[k]:10.3f}", "<= 1.0x official"
+            else:
+                ratio, ref, target = None, "", ""
+            ok = ratio is not None and (ratio < 1.0 if k == camera_only else ratio <= 1.0)
+            met = "" if ratio is None else (" (met)" if ok else " (NOT met)")
+            print(f"{k:40s} {v:9.3f} {ref:>10s} {'' if ratio is None else f'{ratio:6.2f}x':>7s}  {target}{met}")
+        stages = sum(rows[k][i] for k in ("mapping", "backbone (tri-planes)", "rendering (rays, decoder, compositing)",
+                                           "super-resolution"))
+        print(f"{'sum of the four stages':40s} {stages:9.3f}")
+        print(f"{'camera-only frames per second':40s} {1 / rows[camera_only][i]:9.2f}")
     if device.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated(device) / 1024 ** 3:.2f} GB")
     print(f"peak process memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2:.2f} GB (RSS)")

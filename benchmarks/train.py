@@ -1,4 +1,4 @@
-"""Training throughput and peak memory: the tiny preset and pigan-celeba's first stage (32x32).
+"""Training throughput and peak memory: the tiny presets (pi-GAN, EG3D) and pigan-celeba's first stage (32x32).
 
 Each configuration runs in its own subprocess (so peak memory is its own), trains a few warm-up steps,
 then times the next steps. The reference is the official pi-GAN training step measured on this kind of
@@ -31,6 +31,7 @@ CONFIGS = {
         "full-size pi-GAN, 32x32, batch 8 split 2, 12+12 samples (the official timing's settings)",
     ),
     "pigan-celeba stage 0 (preset batch)": ("pigan-celeba", None, "the preset's own first stage: 32x32, batch 26"),
+    "eg3d-tiny": ("eg3d-tiny", None, "EG3D's CPU preset: 16 px neural rendering -> 32 px, batch 8, 12+12 samples"),
 }
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 import aware3d
 from aware3d.export.shapes import read_mrc
 from aware3d.io.checkpoint import save_generator
-from aware3d.models.eg3d import EG3D_PRESETS, EG3D_RECIPES, EG3DGenerator, eg3d_focal, eg3d_lookat_cameras
+from aware3d.models.eg3d import EG3D_PRESETS, EG3DGenerator, eg3d_focal, eg3d_lookat_cameras
 from aware3d.models.eg3d.backbone import MappingNetwork
 from aware3d.models.eg3d.discriminator import (
     DualDiscriminator,
@@ -34,6 +34,7 @@ from aware3d.models.eg3d.layers import (
 from aware3d.models.eg3d.triplane import sample_from_planes
 from aware3d.models.registry import all_presets, build_generator
 from aware3d.rendering import RandomDraws
+from aware3d.training.presets import get_train_preset
 
 from .conftest import require_reference
 
@@ -305,7 +306,7 @@ def test_dual_discriminator():
 def test_presets_and_registry():
     presets = all_presets()
     for name in ("eg3d-ffhq", "eg3d-afhq", "eg3d-shapenet", "eg3d-tiny"):
-        assert presets[name][0].name == "eg3d" and name in EG3D_RECIPES
+        assert presets[name][0].name == "eg3d" and get_train_preset(name).family == "eg3d"
     with torch.device("meta"):  # structure only, no memory
         ffhq = EG3DGenerator(EG3D_PRESETS["eg3d-ffhq"])
         shapenet = EG3DGenerator(EG3D_PRESETS["eg3d-shapenet"])

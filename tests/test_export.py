@@ -119,7 +119,7 @@ def test_mrc_axis_ordering(tmp_path: Path) -> None:
 
 
 def test_mrc_readable_by_mrcfile(tmp_path: Path) -> None:
-    mrcfile = pytest.importorskip("mrcfile")
+    import mrcfile  # a test dependency (pyproject [test]): never skipped
     vol = np.random.default_rng(0).random((6, 5, 4), dtype=np.float32)
     vol[3:] += 10.0  # x > mid marks the upper half of x
     path = write_mrc(tmp_path / "r.mrc", vol, voxel_size=(1.0, 2.0, 3.0), origin=(1, 2, 3))

@@ -247,3 +247,121 @@ def test_metrics_command_writes_json_and_prints_table(tmp_path, capsys, monkeypa
     assert main(["metrics", "--checkpoint", "pigan-tiny", "--data", "synthetic-heads", "--metrics", "fid2k_full",
                  "--out", str(out), "--no-progress"]) == 2
     assert "--inception" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- EG3D
+
+def sharpen_density(G, thr_quantile: float = 0.75, gain: float = 10.0) -> None:
+    """Give a fresh EG3D model opaque regions, as the reference fixture's step (D): sigma -> gain (sigma - thr) + 1
+    with thr the ``thr_quantile`` of sigma over the box for a few latents (a fresh decoder is uniform fog)."""
+    with torch.no_grad():
+        w = G.mapping(G.z_from_seeds([0, 1, 2, 3]), 0.7)
+        points = (torch.rand(1, 2000, 3, generator=torch.Generator().manual_seed(0)) - 0.5) * G.config.box_warp
+        sigma = G.sample_planes(G.planes(w), points.expand(4, -1, -1))[1]
+        thr = float(sigma.quantile(thr_quantile))
+        fc = G.decoder.output
+        fc.weight[0] *= gain
+        fc.bias[0] = (gain * (fc.bias[0] * fc.bias_gain - thr) + 1) / fc.bias_gain
+
+
+@pytest.fixture(scope="module")
+def eg3d_tiny():
+    """eg3d-tiny with opaque regions, and synthetic heads at its final image size (32 px)."""
+    G = build_generator("eg3d-tiny")
+    sharpen_density(G)
+    heads = open_dataset("synthetic-heads", G.config.img_resolution, length=8)
+    return G.eval(), MemoryDataset(heads.get_batch(list(range(8)))), heads
+
+
+def test_eg3d_metrics_use_the_final_image_and_the_raw_image_at_depth_resolution(tmp_path, eg3d_tiny):
+    G, data, heads = eg3d_tiny
+    R, S = G.config.neural_rendering_resolution, G.config.img_resolution
+    assert R != S  # 16 vs 32: the test tells the two resolutions apart
+    det_path = tmp_path / "detector.pt"
+    save_stand_in(det_path)
+    depth_cfg = DepthNetConfig(resolution=16, width=8, levels=2, steps=5, batch=4, train_items=8)
+    kw = dict(num_gen=4, batch=4, progress=False, cache_dir=tmp_path / "cache", camera="prior", num_samples=6,
+              inception=det_path, depth_net=depth_cfg)
+    report = evaluate(G, ["fid2k_full", "swd", "msssim", "reprojection"], data, **kw)
+    res, m = report["results"], report["metrics"]
+    assert report["settings"]["resolution"] == R and report["settings"]["image_resolution"] == S
+    # SWD's pyramid starts at the final image size (the real images are read at 32 px, not 16).
+    assert f"swd_{S}" in res and f"swd_{S // 2}" in res and m["swd"]["image_resolution"] == S
+    assert m["fid2k_full"]["image_resolution"] == S and m["fid2k_full"]["real_preprocessing"]["resolution"] == S
+    for name in ("fid2k_full", "swd", "msssim", "reprojection"):
+        assert math.isfinite(res[name]), name
+    assert 0 <= res["msssim"] <= 1
+    # The sharpened model has surfaces: neighbouring views overlap, and the colour error is small but not 0.
+    assert m["reprojection"]["image"].startswith("image_raw") and res["reprojection_covisible"] > 0.05
+    assert 0 < res["reprojection"] < 0.5
+
+    # The FID is that of the final images that generate() yields (S x S, seeded renderer draws).
+    det = load_inception(det_path)
+    settings = GenerationSettings(R, m["fid2k_full"]["truncation_psi"], "prior", G.eval_render_config(6),
+                                  image_resolution=S)
+    outs = [o for o, _ in generate(G, 4, settings, seed=0, batch=4, progress=False)]
+    assert outs[0].image.shape[-1] == S and outs[0].depth.shape[-1] == R
+    gen = det.features(to_uint8(outs[0].image))
+    real = det.features(to_uint8(data.get_batch(list(range(8))).image))
+    assert res["fid2k_full"] == pytest.approx(frechet_distance(*mean_cov(gen), *mean_cov(real)), rel=1e-6)
+    # Same seed, same numbers: EG3D's jittered sampling draws from the seeded renderer generator.
+    again = evaluate(G, ["msssim", "reprojection"], data, **kw)
+    assert again["results"]["msssim"] == res["msssim"] and again["results"]["reprojection"] == res["reprojection"]
+
+    # SIDE: the final image, resized to the depth's 16 px, against the generator's depth.
+    side = evaluate(G, ["side"], heads, **kw)
+    entry = side["metrics"]["side"]
+    assert entry["images_scored"] + entry["images_skipped_small_mask"] == 4 and entry["images_scored"] > 0
+    assert math.isfinite(side["results"]["side"]) and 0 <= side["results"]["mad"] <= 180
+
+
+def test_reprojection_on_eg3d_scores_image_raw_not_the_super_resolved_image(tmp_path, eg3d_tiny, monkeypatch):
+    G, _, _ = eg3d_tiny
+    calls = []
+    original = G.synthesis
+
+    def spy(*args, **kwargs):
+        out = original(*args, **kwargs)
+        calls.append((kwargs.get("superresolution", True), out.image.shape[-1]))
+        return out
+    monkeypatch.setattr(G, "synthesis", spy)
+    evaluate(G, ["reprojection"], num_gen=1, batch=1, progress=False, cache_dir=tmp_path, num_samples=4)
+    # Five views, the super-resolution skipped (the depth-sized raw image is what is compared).
+    assert calls == [(False, G.config.neural_rendering_resolution)] * 5
+
+
+def test_metrics_on_the_official_eg3d_pickle(tmp_path):
+    import aware3d
+    from .conftest import require_reference
+    G = aware3d.load(require_reference("eg3d", "network-snapshot.pkl"))
+    assert G.config.img_resolution == 512 and G.config.neural_rendering_resolution == 64
+    report = evaluate(G, ["msssim", "reprojection"], num_gen=2, batch=2, progress=False, cache_dir=tmp_path,
+                      resolution=16, num_samples=8)
+    res, m = report["results"], report["metrics"]
+    assert report["settings"]["image_resolution"] == 512 and report["settings"]["resolution"] == 16
+    assert 0 < res["msssim"] < 1 and m["msssim"]["image_resolution"] == 512
+    # The fixture's density is sharpened (README step D): opaque regions that neighbouring views share.
+    assert res["reprojection_covisible"] > 0.1 and 0 < res["reprojection"] < 0.2
+
+
+def test_metrics_command_on_an_eg3d_preset_reads_real_images_at_the_final_size(tmp_path):
+    out = tmp_path / "out"
+    assert main(["metrics", "--checkpoint", "eg3d-tiny", "--data", "synthetic-heads", "--metrics", "swd,msssim",
+                 "--num-gen", "4", "--batch", "4", "--num-samples", "4", "--camera", "prior", "--out", str(out),
+                 "--cache-dir", str(tmp_path), "--no-progress"]) == 0
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["model"]["family"] == "eg3d" and record["data"]["resolution"] == 32
+    assert {"swd_32", "swd_16"} <= set(record["results"]) and record["settings"]["image_resolution"] == 32
+
+
+def test_dataset_cameras_that_cannot_see_the_model_are_refused(tmp_path, eg3d_tiny):
+    G, data, _ = eg3d_tiny  # synthetic heads: cameras at radius 1; EG3D rays sample 2.25..3.3
+    with pytest.raises(ValueError, match="--camera prior") as e:
+        evaluate(G, ["msssim"], data, num_gen=2, progress=False, cache_dir=tmp_path)  # auto -> dataset cameras
+    assert "2.25..3.3" in str(e.value)
+    # With the model's own pose distribution it runs; reprojection never uses dataset cameras.
+    ok = evaluate(G, ["msssim", "reprojection"], data, num_gen=2, batch=2, progress=False, cache_dir=tmp_path,
+                  camera="prior", num_samples=4)
+    assert math.isfinite(ok["results"]["msssim"])
+    assert evaluate(G, ["reprojection"], data, num_gen=1, progress=False, cache_dir=tmp_path,
+                    num_samples=4)["metrics"]["reprojection"]["num_latents"] == 1

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         print("training presets (aware3d train --preset):")
         for name, p in sorted(train_presets().items()):
             stages = ", ".join(f"{s.resolution}px@{s.start}" for s in p.curriculum.stages)
-            print(f"  {name:20s} {p.family:8s} model {p.model}, data {p.data}, stages {stages}")
+            print(f"  {name:20s} {p.family:8s} model {p.model}, data {p.data or '(--data needed)'}, stages {stages}")
         return 0
     cls, run, _ = _verbs()[args.verb]
     try:

@@ -186,6 +186,12 @@ class ImageDataset(torch.utils.data.Dataset):
         """JSON-ready description of everything that defines the unmirrored images at this resolution."""
         raise NotImplementedError
 
+    def _load_labels(self, indices: list[int]) -> tuple[Tensor, Tensor]:
+        """Unmirrored labels (B, 25) and has_label (B,) of ``indices``. Subclasses override this when
+        labels are cheaper than images (the trainer draws generator cameras from the dataset's labels)."""
+        _, label, has_label = self._load(indices)
+        return label, has_label
+
     # ---------------------------------------------------------------- shared
     def __len__(self) -> int:
         return self.base_length * (2 if self.mirror else 1)
@@ -215,6 +221,20 @@ class ImageDataset(torch.utils.data.Dataset):
             label = torch.where(relabel[:, None], mirror_eg3d_label(label), label)
         return ImageBatch(image=image.contiguous(), label=label, has_label=has_label,
                           index=torch.tensor(idx, dtype=torch.int64))
+
+    def get_labels(self, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
+        """Camera labels (B, 25) and has_label (B,) of items ``indices`` (mirrored items mirrored), without
+        decoding or rendering images where the dataset can avoid it. Equal to ``get_batch(indices).label``."""
+        if isinstance(indices, Tensor):
+            indices = indices.reshape(-1).tolist()
+        idx = [self._resolve(i) for i in indices]
+        if not idx:
+            raise ValueError("get_labels needs at least one index")
+        n = self.base_length
+        label, has_label = self._load_labels([i % n for i in idx])
+        relabel = torch.tensor([i >= n for i in idx], dtype=torch.bool) & has_label
+        label = torch.where(relabel[:, None], mirror_eg3d_label(label), label)
+        return label, has_label
 
     def __getitem__(self, index: int) -> ImageItem:
         return self.get_batch([index])[0]

@@ -636,6 +636,9 @@ class ImageFolderDataset(ImageDataset):
                 raise DatasetError(f"{name!r}: {e}") from None
         return torch.stack(images), self.labels[indices].clone(), self.label_mask[indices].clone()
 
+    def _load_labels(self, indices: list[int]) -> tuple[Tensor, Tensor]:
+        return self.labels[indices].clone(), self.label_mask[indices].clone()
+
     def _fingerprint_parts(self) -> dict[str, Any]:
         if self._content_hashes is None:
             scan = self._scan_data

@@ -1204,6 +1204,12 @@ class SyntheticDataset(torch.utils.data.Dataset):
         return dict(yaw=yaw[0], pitch=pitch[0], light_dir=light, identity=identity, expression=expression,
                     background=background, index=torch.tensor(index))
 
+    def cameras(self, indices: Sequence[int]) -> Cameras:
+        """The cameras of items ``indices`` without rendering (the same as in :meth:`get_batch`)."""
+        cfg = self.config
+        params = [self.sample_params(i) for i in indices]
+        return Cameras.cat([Cameras.from_angles(p["yaw"], p["pitch"], cfg.fov_deg, cfg.pose.radius) for p in params])
+
     def get_batch(self, indices: Sequence[int]) -> SyntheticSample:
         """Render items ``indices`` at once; returns a :class:`SyntheticSample` with a leading batch dim."""
         cfg = self.config

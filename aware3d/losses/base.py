@@ -45,6 +45,8 @@ class StageState:
     """Render settings for generated images at this step (samples, noise, ...)."""
     alpha: float
     """Fade-in of the discriminator's newest block, in [0, 1]."""
+    images_seen: int = 0
+    """Real images shown before this step, summed over processes (the official loops' ``cur_nimg``)."""
 
 
 @dataclass
@@ -80,3 +82,12 @@ class LossRecipe(Protocol):
     def grad_clip(self, module: Literal["G", "D"]) -> float | None:
         """Max gradient norm for a module's update, or None."""
         ...
+
+    def render_resolution(self, stage: StageState) -> int:
+        """Size at which the generator renders at this stage (sample grids use it too): ``stage.resolution``
+        for most families, EG3D's neural rendering resolution."""
+        ...
+
+    camera_source: Literal["pose", "dataset"]
+    """Where the cameras of generated images come from: the generator's pose distribution (pi-GAN), or the
+    labels of random dataset items (EG3D; the pose distribution when the dataset has no labels)."""

@@ -61,8 +61,14 @@ class PiGANLoss:
             return [Phase("D_both" if cfg.r1_gamma else "D_main", "D"), Phase("G_main", "G")]
         return [Phase("D_main", "D"), Phase("D_reg", "D", cfg.r1_interval), Phase("G_main", "G")]
 
+    camera_source: Literal["pose", "dataset"] = "pose"
+    """pi-GAN renders generated images from the generator's pose distribution."""
+
     def grad_clip(self, module: Literal["G", "D"]) -> float | None:
         return self.config.grad_clip
+
+    def render_resolution(self, stage: StageState) -> int:
+        return stage.resolution
 
     def _generate(self, chunk: Chunk, stage: StageState) -> Tensor:
         out = self.G(chunk.z, chunk.cameras, resolution=stage.resolution, render=stage.render, generator=chunk.generator)

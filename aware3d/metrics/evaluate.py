@@ -1,10 +1,22 @@
 """``evaluate(G, metrics, data)``: run named metric protocols on a generator (the tool and the trainer call it).
 
 Generation is deterministic: latents (and dataset-pose indices) come from a CPU generator seeded with
-``seed``, so the same call gives the same images. Images are rendered with the model's evaluation render
-settings (no jitter) at the model's resolution unless told otherwise; real images are read at the same
-resolution. Every metric's entry in the returned dict records the number of generated and real images,
-the camera source, the truncation and the real-image preprocessing.
+``seed``, and any random draw of the renderer (EG3D's inference sampling jitters and draws importance
+uniforms; pi-GAN's evaluation settings draw nothing) from a generator on the model's device seeded with
+``seed + 2``, so the same call gives the same images. Images are rendered with the model's evaluation
+render settings at the model's resolution unless told otherwise; real images are read at the size of the
+generated images.
+
+Two resolutions (they differ for EG3D): the *rendering* resolution (``resolution``, EG3D's neural rendering
+resolution, the size of depth, opacity and ``image_raw``) and the *image* resolution, the size of
+``out.image`` (:func:`image_resolution`: EG3D's super-resolved ``config.img_resolution``). FID/KID/IS, SWD and
+MS-SSIM score the final image. Reprojection warps colours through depth, so it scores the volume-rendered
+image at the depth's resolution (EG3D's ``image_raw``, super-resolution skipped: the 2D upsampler's output is
+not defined by the rays). SIDE feeds the final image (what a viewer sees) to the depth network after an
+antialiased resize to the depth's resolution, and compares with the generator's depth there.
+
+Every metric's entry in the returned dict records the number of generated and real images, the camera
+source, the truncation, the resolutions and the real-image preprocessing.
 
 Real Inception statistics are cached in ``cache_dir`` (default ``$AWARE3D_CACHE/metrics`` or
 ``~/.cache/aware3d/metrics``) keyed by the dataset fingerprint (content hash at this resolution), the
@@ -23,6 +35,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import Tensor
@@ -68,7 +81,7 @@ class GenerationSettings:
     """How generated images are made (recorded in the output JSON)."""
 
     resolution: int
-    """Output size in pixels."""
+    """Rendering resolution in pixels (EG3D: the neural rendering resolution of depth and ``image_raw``)."""
     truncation_psi: float
     """Truncation in w space (1 = none)."""
     camera: str
@@ -77,6 +90,28 @@ class GenerationSettings:
     """Sampling and compositing settings."""
     lock_view_dependence: bool = False
     """Whether colours ignore the view direction."""
+    image_resolution: int | None = None
+    """Size of the final ``image`` in pixels (None: the rendering resolution; EG3D: ``img_resolution``)."""
+
+    @property
+    def image_size(self) -> int:
+        """The final image's side in pixels."""
+        return self.image_resolution or self.resolution
+
+
+def image_resolution(G: Generator3D, render_resolution: int) -> int:
+    """Side of ``G``'s final images when rendering at ``render_resolution``: a model with a super-resolution
+    stage (EG3D) always outputs ``config.img_resolution``; the others output the rendering resolution."""
+    return int(getattr(G.config, "img_resolution", None) or render_resolution)
+
+
+RENDER_SEED_OFFSET = 2
+"""The renderer's random draws use ``seed + RENDER_SEED_OFFSET`` (``seed + 1`` picks the real images)."""
+
+
+def render_generator(G: Generator3D, seed: int) -> torch.Generator:
+    """The seeded source of the renderer's draws, on the model's device (where the renderer draws them)."""
+    return torch.Generator(device=G.device).manual_seed(seed + RENDER_SEED_OFFSET)
 
 
 def resolve_camera(requested: str, data) -> str:
@@ -92,11 +127,33 @@ def resolve_camera(requested: str, data) -> str:
     return requested
 
 
+def dataset_labels(data, indices) -> Tensor:
+    """(B, 25) camera labels of dataset items, without rendering or decoding their images when the dataset
+    offers ``get_labels``."""
+    get_labels = getattr(data, "get_labels", None)
+    return get_labels(indices)[0] if callable(get_labels) else data.get_batch(indices).label
+
+
+def check_dataset_cameras(G: Generator3D, data, render: RenderConfig, items: int = 16) -> None:
+    """Refuse dataset cameras that cannot see the model's object: the camera's distance to the world origin
+    (where every family's object sits) must lie in the rays' [near, far] range for at least one of the first
+    ``items`` labels. E.g. synthetic-heads' cameras (radius 1) and EG3D (rays from 2.25 to 3.3)."""
+    label = dataset_labels(data, list(range(min(items, len(data))))).to(torch.float32)
+    dist = label[:, :16].reshape(-1, 4, 4)[:, :3, 3].norm(dim=-1)
+    if bool(((dist < render.near) | (dist > render.far)).all()):
+        raise ValueError(
+            f"the dataset's cameras are {float(dist.min()):.3g}..{float(dist.max()):.3g} from the origin, but this "
+            f"{G.family} model renders {render.near:g}..{render.far:g} along each ray (its cameras sit at "
+            f"{G.config.pose.radius:g}): from there it would show empty space. Use --camera prior (the model's pose "
+            "distribution) or a dataset whose cameras match the model")
+
+
 @torch.no_grad()
 def generate(G: Generator3D, n: int, settings: GenerationSettings, *, seed: int, batch: int, data=None,
              normals: bool = False, progress: bool = True, desc: str = "generate") -> Iterator[tuple[GeneratorOutput, Cameras]]:
     """Yield ``(render, cameras)`` batches of ``n`` images in total; deterministic for a seed."""
     g = torch.Generator().manual_seed(seed)
+    g_render = render_generator(G, seed)
     dev = G.device
     with tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar:
         for s in range(0, n, batch):
@@ -104,13 +161,13 @@ def generate(G: Generator3D, n: int, settings: GenerationSettings, *, seed: int,
             z = torch.randn(b, G.z_dim, generator=g).to(dev)
             if settings.camera == "dataset":
                 idx = torch.randint(0, len(data), (b,), generator=g)
-                label = data.get_batch(idx).label.to(dev, torch.float32)
+                label = dataset_labels(data, idx).to(dev, torch.float32)
                 cams = Cameras(label[:, :16].reshape(-1, 4, 4), label[:, 16:].reshape(-1, 3, 3))
             else:
                 cams = G.sample_cameras(b, generator=g).to(dev)
             out = G(z, cams, truncation_psi=settings.truncation_psi, resolution=settings.resolution,
                     render=settings.render, lock_view_dependence=settings.lock_view_dependence, normals=normals,
-                    fast=True)
+                    fast=True, generator=g_render)
             bar.update(b)
             yield out, cams
 
@@ -178,7 +235,8 @@ def _inception_group(G, specs: list[MetricSpec], settings: GenerationSettings, d
             probs.append(detector.probabilities(img))
     gen_time = time.time() - start
     common = {"num_gen": n, "camera": settings.camera, "truncation_psi": settings.truncation_psi,
-              "resolution": settings.resolution, "seed": seed, "detector": detector.describe(),
+              "resolution": settings.resolution, "image_resolution": settings.image_size, "seed": seed,
+              "detector": detector.describe(),
               "generated_preprocessing": {"quantize": QUANTIZE}, "generation_time_s": gen_time}
     out: dict[str, dict] = {}
 
@@ -224,16 +282,16 @@ def _swd(G, spec: MetricSpec, settings: GenerationSettings, data, seed: int, bat
          config: SWDConfig) -> dict:
     n = min(spec.num_gen, len(data))
     g = torch.Generator().manual_seed(seed)
-    real = DescriptorSet(settings.resolution, config, g)
+    real = DescriptorSet(settings.image_size, config, g)
     for images in _random_real_images(data, n, seed, batch):
         real.feed(images)
-    fake = DescriptorSet(settings.resolution, config, g)
+    fake = DescriptorSet(settings.image_size, config, g)
     for out, _ in generate(G, n, settings, seed=seed, batch=batch, data=data, progress=progress, desc="generate (swd)"):
         fake.feed(out.image)
     values = swd_from_descriptors(real.descriptors(), fake.descriptors(), real.resolutions, config, g)
     return {"value": values["avg"], "levels": {k: v for k, v in values.items() if k != "avg"}, "num_gen": n, "num_real": n,
             "camera": settings.camera, "truncation_psi": settings.truncation_psi, "resolution": settings.resolution,
-            "seed": seed, "config": to_dict(config),
+            "image_resolution": settings.image_size, "seed": seed, "config": to_dict(config),
             "real_preprocessing": {**real_preprocessing(data), "order": "a random subset of num_real items (seed + 1)"}}
 
 
@@ -245,8 +303,20 @@ def _msssim(G, spec: MetricSpec, settings: GenerationSettings, data, seed: int, 
     pairs = min(spec.msssim_pairs, n * (n - 1) // 2)
     res = msssim_diversity(images.float() / 127.5 - 1, pairs, generator=torch.Generator().manual_seed(seed))
     return {"value": res.pop("mean"), **res, "num_gen": spec.num_gen, "camera": settings.camera,
-            "truncation_psi": settings.truncation_psi, "resolution": settings.resolution, "seed": seed,
+            "truncation_psi": settings.truncation_psi, "resolution": settings.resolution,
+            "image_resolution": settings.image_size, "seed": seed,
             "images": "generated images quantised to uint8, compared in [0, 1] with data range 1"}
+
+
+def has_superresolution(G: Generator3D) -> bool:
+    """Whether ``G``'s final image comes from a 2D super-resolution network (EG3D) rather than the rays."""
+    return isinstance(getattr(G, "superresolution", None), torch.nn.Module)
+
+
+def ray_image(out: GeneratorOutput) -> Tensor:
+    """The volume-rendered colour (B, 3, R, R) at the depth's resolution: EG3D's ``image_raw``, else ``image``."""
+    raw = getattr(out, "image_raw", None)
+    return out.image if raw is None else raw
 
 
 @torch.no_grad()
@@ -258,6 +328,9 @@ def _reprojection(G, spec: MetricSpec, settings: GenerationSettings, seed: int, 
     if len(views) < 2:
         raise ValueError("reprojection needs at least two yaw offsets")
     g = torch.Generator().manual_seed(seed)
+    g_render = render_generator(G, seed)
+    # Only image_raw is compared (see the module doc), so EG3D's costly super-resolution is skipped.
+    geometry_only = {"superresolution": False} if has_superresolution(G) else {}
     err = cnt = 0.0
     per_latent = []
     total = 0
@@ -272,8 +345,9 @@ def _reprojection(G, spec: MetricSpec, settings: GenerationSettings, seed: int, 
         for yaw, pitch in views:
             c = G.cameras([yaw] * b, [pitch] * b)
             out = G.synthesis(w, c, resolution=settings.resolution, render=cfg,
-                              lock_view_dependence=settings.lock_view_dependence, fast=True)
-            images.append(out.image)
+                              lock_view_dependence=settings.lock_view_dependence, fast=True, generator=g_render,
+                              **geometry_only)
+            images.append(ray_image(out))
             depths.append(surface_depth(out.depth, out.opacity, cfg.background, cfg.depth_mode))
             valid.append(out.opacity > config.min_opacity)
             cams.append(c)
@@ -288,6 +362,8 @@ def _reprojection(G, spec: MetricSpec, settings: GenerationSettings, seed: int, 
             "num_latents": n, "views": [{"yaw": y, "pitch": p} for y, p in views], "pixel_grid": grid,
             "truncation_psi": settings.truncation_psi, "resolution": settings.resolution, "seed": seed,
             "lock_view_dependence": settings.lock_view_dependence, "config": to_dict(config),
+            "image": "image_raw (volume-rendered, at the depth resolution; super-resolution skipped)"
+            if geometry_only else "image",
             "units": "mean |colour difference| over RGB in [0, 1] units over co-visible pixels of neighbouring views"}
 
 
@@ -311,7 +387,11 @@ def _depth(G, spec: MetricSpec, settings: GenerationSettings, data, seed: int, b
     for out, cams in generate(G, spec.num_gen, settings, seed=seed, batch=batch, data=data, progress=progress,
                               desc="generate (side)"):
         gen_depth = surface_depth(out.depth, out.opacity, cfg.background, cfg.depth_mode)
-        pred_depth, pred_fg = net.predict(out.image.clamp(-1, 1))
+        image = out.image.clamp(-1, 1)
+        if image.shape[-2:] != gen_depth.shape[-2:]:  # EG3D: super-resolved image, depth at the rendering size
+            image = F.interpolate(image, size=tuple(gen_depth.shape[-2:]), mode="bilinear", antialias=True,
+                                  align_corners=False)
+        pred_depth, pred_fg = net.predict(image)
         mask = erode_mask((out.opacity > 0.5) & (pred_fg > 0.5))
         ok = mask.flatten(1).sum(1) >= min_pixels
         skipped += int((~ok).sum())
@@ -331,6 +411,8 @@ def _depth(G, spec: MetricSpec, settings: GenerationSettings, data, seed: int, b
             "images_skipped_small_mask": skipped, "min_mask_pixels": min_pixels, "num_gen": spec.num_gen,
             "camera": settings.camera, "truncation_psi": settings.truncation_psi, "resolution": settings.resolution,
             "seed": seed, "depth_net": {"config": to_dict(config), "dataset_fingerprint": dn_data.fingerprint(), **record},
+            "image_resolution": settings.image_size,
+            "image": "the final image, antialiased-resized to the depth resolution when they differ",
             "mask": "generator opacity > 0.5 and depth-net foreground > 0.5, eroded by one pixel",
             "units": "SIDE on log depth (unitless); MAD in degrees"}
 
@@ -361,7 +443,7 @@ def evaluate(G: Generator3D, metrics: str | Sequence[str], data=None, *, num_gen
     Args:
         metrics: names (see :data:`aware3d.metrics.protocols.METRICS`), a list or a comma-separated string.
         data: an :class:`aware3d.data.ImageDataset` (real images; ground truth for ``side``); re-read at the
-            generated resolution when its own differs.
+            generated images' size (:func:`image_resolution`) when its own differs.
         num_gen: overrides every protocol's number of generated images (latents for reprojection).
         seed: seed of latents, cameras and every random draw of the metrics.
         batch: images per generator / detector call.
@@ -369,7 +451,9 @@ def evaluate(G: Generator3D, metrics: str | Sequence[str], data=None, *, num_gen
         cache_dir: real-statistics and depth-network cache (see module docstring).
         inception: the Inception file (else ``$AWARE3D_INCEPTION``); only needed for FID / KID / IS.
         truncation_psi, camera: override the protocols' truncation and camera source (auto/dataset/prior).
-        resolution, num_samples, lock_view_dependence: render settings (default: the model's evaluation ones).
+        resolution, num_samples, lock_view_dependence: render settings (default: the model's evaluation ones);
+            ``resolution`` is the rendering resolution (EG3D: neural rendering; its final image stays
+            ``config.img_resolution``).
         depth_net, reprojection, swd: settings of those metrics (defaults: their config classes' defaults).
     Returns:
         ``{"results": {flat name: float}, "metrics": {name: details}, "settings": {...}, "data": {...}}``;
@@ -382,14 +466,15 @@ def evaluate(G: Generator3D, metrics: str | Sequence[str], data=None, *, num_gen
     if device is not None:
         G = G.to(device)
     res = resolution or G.config.resolution
+    image_res = image_resolution(G, res)
     needs_data = [s.name for s in specs if s.needs_real]
     if needs_data and data is None:
         raise ValueError(f"metrics {', '.join(needs_data)} need real images: pass a dataset (--data NAME_OR_PATH)")
     detector = None
     if any(s.needs_inception for s in specs):
         detector = load_inception(inception, device=G.device)  # fail fast, before any long generation
-    if data is not None and getattr(data, "resolution", res) != res:
-        data = data.at_resolution(res)
+    if data is not None and getattr(data, "resolution", image_res) != image_res:
+        data = data.at_resolution(image_res)
     cache = default_cache_dir(cache_dir)
     render = G.eval_render_config(num_samples)
     was_training = G.training
@@ -398,10 +483,12 @@ def evaluate(G: Generator3D, metrics: str | Sequence[str], data=None, *, num_gen
     def settings_for(spec: MetricSpec) -> GenerationSettings:
         psi = spec.truncation_psi if truncation_psi is None else truncation_psi
         cam = resolve_camera(camera or spec.camera, data)
-        return GenerationSettings(res, psi, cam, render, lock_view_dependence)
+        return GenerationSettings(res, psi, cam, render, lock_view_dependence, image_res)
 
     details: dict[str, dict] = {}
     results: dict[str, float] = {}
+    if any(settings_for(s).camera == "dataset" for s in specs if s.kind != "reprojection"):
+        check_dataset_cameras(G, data, render)  # before any long generation
     try:
         inception_specs = [s for s in specs if s.needs_inception]
         groups: dict[tuple, list[MetricSpec]] = {}
@@ -437,12 +524,13 @@ def evaluate(G: Generator3D, metrics: str | Sequence[str], data=None, *, num_gen
     return {
         "results": results,
         "metrics": ordered,
-        "settings": {"seed": seed, "batch": batch, "resolution": res, "render": to_dict(render),
+        "settings": {"seed": seed, "batch": batch, "resolution": res, "image_resolution": image_res,
+                     "render": to_dict(render),
                      "lock_view_dependence": lock_view_dependence, "device": str(G.device), "cache_dir": str(cache),
                      "num_gen_override": num_gen, "truncation_psi_override": truncation_psi, "camera_override": camera},
         "data": _data_info(data) if data is not None else None,
     }
 
 
-__all__ = ["GenerationSettings", "default_cache_dir", "evaluate", "generate", "real_inception_stats", "resolve_camera",
-           "to_uint8"]
+__all__ = ["GenerationSettings", "default_cache_dir", "evaluate", "generate", "image_resolution",
+           "real_inception_stats", "render_generator", "resolve_camera", "to_uint8"]

@@ -35,6 +35,9 @@ class Generator3D(nn.Module):
 
     family: str = ""
     z_dim: int
+    tracks_w_avg: bool = False
+    """True when training itself tracks the truncation centre ``w_avg`` (EG3D's mapping network); else
+    :meth:`update_w_avg` sets it from random latents (fresh and exported models)."""
 
     def mapping(self, z: Tensor, truncation_psi: float = 1.0, cameras: Cameras | None = None) -> Tensor:
         raise NotImplementedError

@@ -44,13 +44,15 @@ def _families() -> dict[str, FamilySpec]:
     from .pigan import PIGAN_PRESETS, PiGANConfig, PiGANGenerator
     from .pigan.discriminator import ProgressiveDiscriminator, ProgressiveDiscriminatorConfig
 
+    from ..losses.eg3d import EG3DLoss, EG3DLossConfig
     from .eg3d import EG3D_PRESETS, EG3DConfig, EG3DGenerator
+    from .eg3d.discriminator import DualDiscriminator, DualDiscriminatorConfig
 
     pigan_training = TrainingSpec(ProgressiveDiscriminator, ProgressiveDiscriminatorConfig, PiGANLoss, PiGANLossConfig)
+    eg3d_training = TrainingSpec(DualDiscriminator, DualDiscriminatorConfig, EG3DLoss, EG3DLossConfig)
     return {
         "pigan": FamilySpec("pigan", PiGANConfig, PiGANGenerator, PIGAN_PRESETS, pigan_training),
-        # EG3D's loss recipe is not written yet: inference only for now (its DualDiscriminator exists).
-        "eg3d": FamilySpec("eg3d", EG3DConfig, EG3DGenerator, EG3D_PRESETS),
+        "eg3d": FamilySpec("eg3d", EG3DConfig, EG3DGenerator, EG3D_PRESETS, eg3d_training),
     }
 
 

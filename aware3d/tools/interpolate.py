@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from ..cameras import get_camera_path
 from ..io.media import to_uint8, write_json, write_video
-from .common import ModelOptions, load_model, out_dir, psi, settings_record
+from .common import LatentViews, ModelOptions, load_model, out_dir, psi, settings_record
 
 
 @dataclass
@@ -52,8 +52,10 @@ def run(opts: InterpolateOptions) -> dict:
             yaw, pitch, scale = (float(path.yaw[i]), float(path.pitch[i]), float(path.fov_scale[i])) if path else (
                 pose.yaw_mean, pose.pitch_mean, 1.0)
             with torch.no_grad():
-                img = G.synthesis(ws[i:i + 1], G.cameras([yaw], [pitch], scale), resolution=opts.resolution,
-                                  render=cfg, lock_view_dependence=opts.lock_view_dependence, fast=True).image
+                # w changes every frame, so a plane cache (EG3D) is built and used once per frame.
+                views = LatentViews(G, ws[i:i + 1], resolution=opts.resolution, render=cfg,
+                                    lock_view_dependence=opts.lock_view_dependence)
+                img = views.render(G.cameras([yaw], [pitch], scale)).image
             yield to_uint8(img[0])
 
     target = out_dir(opts) / opts.name

@@ -13,7 +13,7 @@ from typing import Literal
 from ..data import open_dataset
 from ..io.media import write_json
 from ..metrics.depth import DepthNetConfig
-from ..metrics.evaluate import evaluate
+from ..metrics.evaluate import evaluate, image_resolution
 from ..metrics.protocols import parse_metric_list
 from .common import ModelOptions, load_model, out_dir, settings_record
 
@@ -61,7 +61,8 @@ def run(opts: MetricsOptions) -> dict:
     specs = parse_metric_list(opts.metrics)  # validates names before any loading
     G = load_model(opts)
     out = out_dir(opts)
-    resolution = opts.resolution or G.config.resolution
+    # Real images at the size of the generated ones (EG3D: the super-resolved img_resolution).
+    resolution = image_resolution(G, opts.resolution or G.config.resolution)
     data = open_dataset(opts.data, resolution) if opts.data else None
     depth_cfg = DepthNetConfig()
     if opts.depth_net_steps is not None:

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from ..cameras import get_camera_path
 from ..io.media import colorize_depth, make_grid, normals_to_image, save_image, write_json
-from .common import ModelOptions, load_model, out_dir, psi, settings_record
+from .common import LatentViews, ModelOptions, load_model, out_dir, psi, settings_record
 
 
 @dataclass
@@ -48,9 +48,11 @@ def run(opts: RenderOptions) -> dict:
     files, grid_rows = [], []
     for si, seed in enumerate(tqdm(opts.seeds, desc="render", unit="seed")):
         row = []
+        # One latent, many views: EG3D's tri-planes are computed once per seed.
+        seed_views = LatentViews(G, w_all[si:si + 1], resolution=opts.resolution, render=cfg,
+                                 lock_view_dependence=opts.lock_view_dependence, normals=opts.normals)
         for vi, (yaw, pitch, scale) in enumerate(views):
-            res = G.synthesis(w_all[si:si + 1], G.cameras([yaw], [pitch], scale), resolution=opts.resolution,
-                              render=cfg, lock_view_dependence=opts.lock_view_dependence, normals=opts.normals, fast=True)
+            res = seed_views.render(G.cameras([yaw], [pitch], scale))
             stem = out / f"seed{seed:04d}_view{vi:02d}"
             files.append(str(save_image(f"{stem}.png", res.image[0])))
             mask = res.opacity[:, 0] > 0.5

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from ..cameras import get_camera_path
 from ..io.media import make_grid, to_uint8, write_json, write_video
-from .common import ModelOptions, load_model, out_dir, psi, settings_record
+from .common import LatentViews, ModelOptions, load_model, out_dir, psi, settings_record
 
 
 @dataclass
@@ -53,13 +53,15 @@ def run(opts: VideoOptions) -> dict:
     cfg = G.eval_render_config(opts.num_samples)
     with torch.no_grad():
         w = G.mapping(G.z_from_seeds(seeds), psi(G, opts))
+        # The latents are fixed for the whole path: EG3D's tri-planes are computed once here, not per frame.
+        views = LatentViews(G, w, resolution=opts.resolution, render=cfg,
+                            lock_view_dependence=opts.lock_view_dependence)
 
     def frames():
         for i in tqdm(range(len(path)), desc="video", unit="frame"):
             cams = G.cameras([float(path.yaw[i])] * len(seeds), [float(path.pitch[i])] * len(seeds), float(path.fov_scale[i]))
             with torch.no_grad():
-                img = G.synthesis(w, cams, resolution=opts.resolution, render=cfg,
-                                  lock_view_dependence=opts.lock_view_dependence, fast=True).image
+                img = views.render(cams).image
             yield to_uint8(make_grid(img, nrow=cols, padding=0 if len(seeds) == 1 else 2))
 
     target = out_dir(opts) / opts.name

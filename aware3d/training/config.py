@@ -150,9 +150,13 @@ def resolve_run_config(opts: TrainOptions, preset: TrainPreset | None = None) ->
         sections[k] = apply_overrides(sections[k], items)
     if not opts.ema_decays or any(not 0 < d < 1 for d in opts.ema_decays):
         raise ValueError(f"--ema-decays must be numbers in (0, 1), got {opts.ema_decays}")
+    data = opts.data or preset.data
+    if not data:
+        raise ValueError(f"training preset {opts.preset!r} has no default dataset: pass --data (a zip or folder "
+                         "with camera labels, e.g. one built by aware3d dataset, or synthetic-heads)")
     return RunConfig(
         family=family.name, preset=opts.preset, model=sections["model"], discriminator=sections["discriminator"],
-        loss=sections["loss"], curriculum=sections["curriculum"], data=opts.data or preset.data,
+        loss=sections["loss"], curriculum=sections["curriculum"], data=data,
         total_steps=opts.steps if opts.steps is not None else preset.total_steps, seed=opts.seed, mirror=opts.mirror,
         ema_decays=tuple(opts.ema_decays),
     )

@@ -59,8 +59,18 @@ def shutdown_distributed() -> None:
 
 
 def average_gradients(params: list[torch.nn.Parameter], info: DistInfo) -> None:
-    """Replace each gradient by its mean over processes (missing gradients count as zeros)."""
+    """Replace each gradient by its mean over processes (missing gradients count as zeros).
+
+    A parameter with no gradient on any process keeps ``grad = None``, so the optimiser skips it exactly as
+    a single process would (a zero gradient would still advance Adam's moments and step count, e.g. for
+    EG3D's super-resolution during the density-regularisation phase, which does not reach it).
+    """
     if not info.enabled or not params:
+        return
+    present = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=params[0].device)
+    dist.all_reduce(present, op=dist.ReduceOp.MAX)
+    params = [p for p, has in zip(params, present.tolist()) if has]
+    if not params:
         return
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     flat = torch.cat([g.flatten() for g in grads])
@@ -71,6 +81,23 @@ def average_gradients(params: list[torch.nn.Parameter], info: DistInfo) -> None:
         n = p.numel()
         p.grad = flat[offset:offset + n].view_as(p).clone()
         offset += n
+
+
+def average_buffers(module: torch.nn.Module, info: DistInfo) -> None:
+    """Replace each floating-point buffer by its mean over processes (statistics a module tracks in its
+    forward pass, like EG3D's w_avg, would otherwise drift apart between processes)."""
+    if not info.enabled:
+        return
+    bufs = [b for b in module.buffers() if b.is_floating_point()]
+    if not bufs:
+        return
+    flat = torch.cat([b.flatten() for b in bufs])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    flat /= info.world_size
+    offset = 0
+    for b in bufs:
+        b.copy_(flat[offset:offset + b.numel()].view_as(b))
+        offset += b.numel()
 
 
 def all_true(flag: bool, info: DistInfo, device: torch.device) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import signal
 import time
+import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
+from ..cameras import Cameras, angles_from_cam2world, from_eg3d_label
 from ..config import to_dict
 from ..io.atomic import recover_folder
 from ..io.checkpoint import save_generator
@@ -116,6 +118,7 @@ class Trainer:
         self._data_by_res: dict[int, Any] = {}
         self._perm_cache: tuple[int, Tensor] | None = None
         self._stop_reason: str | None = None
+        self._warned_no_labels = False
         if options.resume:
             self.state = load_training_checkpoint(self.run_dir / "checkpoint", self._modules(), self.opt)
             for k, sd in read_training_meta(self.run_dir / "checkpoint").get("grad_scalers", {}).items():
@@ -200,17 +203,33 @@ class Trainer:
         mine = real_rows[self.info.rank * split * size:(self.info.rank + 1) * split * size]
         return data.get_batch(mine).to(self.device)
 
-    def _chunks(self, phase_index: int, step: int, real, batch_size: int, split: int) -> Iterator[Chunk]:
-        """This process's chunks of the global batch for one phase (``real``: this process's real images)."""
+    def _dataset_cameras(self, data, batch_size: int, g: torch.Generator) -> Cameras | None:
+        """Cameras of ``batch_size`` random dataset items (None when the dataset has no labels)."""
+        if not data.has_labels:
+            if not self._warned_no_labels and self.info.is_main:
+                warnings.warn(f"dataset {self.cfg.data!r} has no camera labels: generated images use the "
+                              "generator's pose distribution instead of the dataset's cameras", stacklevel=2)
+            self._warned_no_labels = True
+            return None
+        label, _ = data.get_labels(torch.randint(len(data), (batch_size,), generator=g))
+        return Cameras(*from_eg3d_label(label))
+
+    def _chunks(self, phase_index: int, step: int, real, batch_size: int, split: int, data) -> Iterator[Chunk]:
+        """This process's chunks of the global batch for one phase (``real``: this process's real images).
+        Every process draws the whole batch's latents and cameras from the same seed and takes its rows."""
         g = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "step", step, phase_index))
         z_all = torch.randn(batch_size, self.G.z_dim, generator=g)
-        yaw, pitch = self.G.config.pose.sample(batch_size, generator=g)
+        from_data = self._dataset_cameras(data, batch_size, g) if self.recipe.camera_source == "dataset" else None
+        if from_data is None:
+            yaw, pitch = self.G.config.pose.sample(batch_size, generator=g)
+        else:
+            yaw, pitch, _ = angles_from_cam2world(from_data.cam2world)
         size = batch_size // (self.info.world_size * split)
         for s in range(split):
             c = self.info.rank * split + s
             rows = slice(c * size, (c + 1) * size)
             mine = slice(s * size, (s + 1) * size)
-            cams = self.G.cameras(yaw[rows], pitch[rows])
+            cams = self.G.cameras(yaw[rows], pitch[rows]) if from_data is None else from_data[rows].to(self.device)
             render_gen = torch.Generator(device=self.device).manual_seed(
                 derive_seed(self.cfg.seed, "render", step, phase_index, c))
             yield Chunk(real.image[mine], real.label[mine], z_all[rows].to(self.device), cams,
@@ -229,7 +248,7 @@ class Trainer:
         return torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
 
     def _run_phase(self, phase: Phase, phase_index: int, stage_state: StageState, real, batch_size: int,
-                   split: int) -> tuple[bool, dict[str, Tensor]]:
+                   split: int, data) -> tuple[bool, dict[str, Tensor]]:
         """Accumulate the phase's gradients over this process's chunks, average across processes, then
         step the optimiser unless anything is non-finite. Returns (stepped?, stats)."""
         module = self.G if phase.module == "G" else self.D
@@ -240,7 +259,7 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
         finite = True
         totals: dict[str, Tensor] = {}
-        for chunk in self._chunks(phase_index, stage_state.step, real, batch_size, split):
+        for chunk in self._chunks(phase_index, stage_state.step, real, batch_size, split, data):
             with self._autocast():
                 loss, stats = self.recipe.loss(phase, chunk, stage_state)
             finite &= bool(torch.isfinite(loss).item())
@@ -273,7 +292,7 @@ class Trainer:
         lrs = self._set_learning_rates(st.step)
         data = self.dataset(stage.resolution)
         stage_state = StageState(st.step, stage.resolution, cur.render_config(self.G.config.render, st.step),
-                                 cur.alpha(st.step))
+                                 cur.alpha(st.step), st.images_seen)
         real_rows = self.real_indices(st.images_seen, stage.batch_size, len(data))
         real = self._my_real_batch(real_rows, data, stage.batch_split)
         self.G.train()
@@ -283,7 +302,7 @@ class Trainer:
         for i, phase in enumerate(self.recipe.phases()):
             if st.step % phase.interval:
                 continue
-            ok, stats = self._run_phase(phase, i, stage_state, real, stage.batch_size, stage.batch_split)
+            ok, stats = self._run_phase(phase, i, stage_state, real, stage.batch_size, stage.batch_split, data)
             record.update(stats)
             if not ok:
                 all_ok = False
@@ -291,6 +310,10 @@ class Trainer:
             elif phase.module == "G":
                 for decay, ema in self.G_emas.items():
                     update_ema(ema, self.G, decay, st.step)
+        dist_utils.average_buffers(self.G, self.info)  # e.g. EG3D's w_avg, tracked per process
+        for decay, ema in self.G_emas.items():  # buffers follow G even on steps whose G update was skipped
+            for b_ema, b in zip(ema.buffers(), self.G.buffers()):
+                b_ema.copy_(b)
         st.images_seen += stage.batch_size
         st.step += 1
         if all_ok:
@@ -299,11 +322,21 @@ class Trainer:
             st.skipped_steps += 1
             st.consecutive_bad += 1
         out = dist_utils.mean_over_ranks(record, self.info)
-        out.update({"resolution": stage.resolution, "batch_size": stage.batch_size, "alpha": stage_state.alpha,
+        out.update({"resolution": stage.resolution, "render_resolution": self.recipe.render_resolution(stage_state),
+                    "batch_size": stage.batch_size, "alpha": stage_state.alpha,
                     "lr/G": lrs["G"], "lr/D": lrs["D"], "density_noise": stage_state.render.noise_std})
         return out
 
     # ----------------------------------------------------------------------------------------- outputs
+    def _render_resolution(self) -> int:
+        """The size the generator renders at for the last completed step (the first step before training)."""
+        st = self.state
+        step = max(st.step - 1, 0)
+        stage = self.cfg.curriculum.stage(step)
+        last_seen = max(st.images_seen - stage.batch_size, 0) if st.step else 0
+        return self.recipe.render_resolution(StageState(step, stage.resolution, self.G.config.render,
+                                                        self.cfg.curriculum.alpha(step), last_seen))
+
     @torch.no_grad()
     def sample_grid(self, path: Path, resolution: int) -> Path:
         """Fixed latents (seeds 0..n-1) from three yaws around the mean pose, rendered by the first EMA."""
@@ -321,7 +354,7 @@ class Trainer:
     def export_generator(self) -> Path:
         """The first EMA generator as an aware3d checkpoint folder ``<run>/generator`` (w_avg refreshed)."""
         G = make_ema(self.G_emas[self.cfg.ema_decays[0]])  # a copy: refreshing w_avg must not touch the EMA
-        if hasattr(G, "update_w_avg"):
+        if not G.tracks_w_avg:
             G.update_w_avg()
         G.preset = self.G.preset
         source = {"trained_by": "aware3d train", "run": str(self.run_dir), "step": self.state.step,
@@ -333,11 +366,12 @@ class Trainer:
         from ..metrics import evaluate
 
         G = make_ema(self.G_emas[self.cfg.ema_decays[0]])
-        if hasattr(G, "update_w_avg"):
+        if not G.tracks_w_avg:
             G.update_w_avg()
-        res = self.cfg.curriculum.stage(max(self.state.step - 1, 0)).resolution
-        out = evaluate(G, list(self.opts.metrics), self.dataset(res), num_gen=self.opts.metrics_num_gen,
-                       seed=self.cfg.seed, progress=False, inception=self.opts.inception, resolution=res)
+        data_res = self.cfg.curriculum.stage(max(self.state.step - 1, 0)).resolution
+        out = evaluate(G, list(self.opts.metrics), self.dataset(data_res), num_gen=self.opts.metrics_num_gen,
+                       seed=self.cfg.seed, progress=False, inception=self.opts.inception,
+                       resolution=self._render_resolution())
         values = {f"metrics/{k}": float(v) for k, v in out["results"].items()}
         name = self.opts.best_metric or next(iter(out["metrics"]), None)
         if name in out["results"]:
@@ -414,7 +448,7 @@ class Trainer:
         t_window, images_window = time.perf_counter(), 0
         rate = 0.0
         if st.step == 0 and self.info.is_main and self.opts.sample_every:
-            self.sample_grid(self.run_dir / "samples" / "step-0000000.png", self.cfg.curriculum.stage(0).resolution)
+            self.sample_grid(self.run_dir / "samples" / "step-0000000.png", self._render_resolution())
         with self._signals():
             while st.step < total:
                 t0 = time.perf_counter()
@@ -436,7 +470,7 @@ class Trainer:
                     if self.info.enabled:
                         torch.distributed.barrier()
                 if self.opts.sample_every and st.step % self.opts.sample_every == 0 and self.info.is_main:
-                    self.sample_grid(self.run_dir / "samples" / f"step-{st.step:07d}.png", record["resolution"])
+                    self.sample_grid(self.run_dir / "samples" / f"step-{st.step:07d}.png", record["render_resolution"])
                 if self.opts.minutes is not None and time.perf_counter() - t_session >= self.opts.minutes * 60:
                     self._stop_reason = self._stop_reason or "time_limit"
                 stop = dist_utils.broadcast_flag(self._stop_reason is not None, self.info, self.device)
@@ -446,7 +480,7 @@ class Trainer:
                     break
         bar.close()
         if self.info.is_main and self.opts.sample_every:
-            self.sample_grid(self.run_dir / "samples" / "final.png", self.cfg.curriculum.stage(max(st.step - 1, 0)).resolution)
+            self.sample_grid(self.run_dir / "samples" / "final.png", self._render_resolution())
         if self.stats is not None:
             self.stats.close()
         return TrainResult(self.run_dir, st.step, self._stop_reason or "finished", self.run_dir / "generator", rate)

@@ -143,54 +143,6 @@ class EG3DConfig:
         return "pixel_centers"
 
 
-@dataclass(frozen=True)
-class EG3DRecipe:
-    """The official training recipe of a preset (read by the trainer; not a constructor argument)."""
-
-    r1_gamma: float = 1.0
-    """R1 penalty weight on real images."""
-    gpc_reg_prob: float | None = 0.5
-    """Generator pose conditioning: probability of conditioning on another sample's camera (None = zeros)."""
-    gpc_reg_fade_kimg: float = 1000
-    """The swap probability fades from 1 to gpc_reg_prob over this many thousand images."""
-    density_reg: float = 0.25
-    """Weight of the density smoothness regulariser."""
-    density_reg_p_dist: float = 0.004
-    """Distance of the perturbed points of the density regulariser, world units."""
-    density_reg_every: int = 4
-    """Lazy interval of the density regulariser (steps)."""
-    blur_init_sigma: float = 10.0
-    """Initial blur of the images shown to the discriminator (pixels)."""
-    blur_fade_kimg: float = 25.0
-    """The blur fades out over this many thousand images (200 * batch / 32 with batch 4)."""
-    neural_rendering_resolution_initial: int = 64
-    """Neural rendering resolution at the start of training."""
-    neural_rendering_resolution_final: int | None = None
-    """Final neural rendering resolution (None = stay at the initial one)."""
-    neural_rendering_resolution_fade_kimg: float = 1000
-    """The resolution moves to the final one over this many thousand images."""
-    dual_discrimination: bool = True
-    """The discriminator sees the raw image (upsampled) beside the final one."""
-    filter_mode: str = "antialiased"
-    """How the raw image is resized for the discriminator."""
-    style_mixing_prob: float = 0.0
-    """Style mixing probability."""
-    g_lr: float = 0.0025
-    """Generator Adam learning rate."""
-    d_lr: float = 0.002
-    """Discriminator Adam learning rate."""
-    betas: tuple[float, float] = (0.0, 0.99)
-    """Adam betas of both optimisers."""
-    ema_kimg: float = 10.0
-    """Half-life of the generator EMA in thousands of images (batch * 10 / 32 with batch 32)."""
-    batch: int = 32
-    """Global batch of the official run."""
-    mbstd_group: int = 4
-    """Minibatch-stddev group size of the discriminator."""
-    d_num_fp16_res: int = 4
-    """Discriminator blocks in float16 on CUDA (conv clamp 256)."""
-
-
 def _ffhq(**kw) -> EG3DConfig:
     return replace(EG3DConfig(), **kw)
 
@@ -220,11 +172,4 @@ EG3D_PRESETS: dict[str, EG3DConfig] = {
         eval_render=eg3d_render(samples=12, importance=12, max_points=1 << 18),
         w_avg_samples=1000,
     ),
-}
-
-EG3D_RECIPES: dict[str, EG3DRecipe] = {
-    "eg3d-ffhq": EG3DRecipe(r1_gamma=1.0, gpc_reg_prob=0.5, neural_rendering_resolution_final=128),
-    "eg3d-afhq": EG3DRecipe(r1_gamma=5.0, gpc_reg_prob=0.8, neural_rendering_resolution_final=128),
-    "eg3d-shapenet": EG3DRecipe(r1_gamma=0.3, gpc_reg_prob=None),
-    "eg3d-tiny": EG3DRecipe(batch=4, blur_fade_kimg=2.5),
 }

@@ -125,6 +125,7 @@ class EG3DGenerator(Generator3D):
     """z + camera label -> ws (B, num_ws, w_dim) -> tri-planes -> neural rendering -> super-resolved image."""
 
     family = "eg3d"
+    tracks_w_avg = True  # the mapping network's running mean, updated in training (update_emas=True)
 
     def __init__(self, config: EG3DConfig = EG3DConfig()):
         super().__init__()

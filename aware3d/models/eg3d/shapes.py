@@ -6,7 +6,9 @@ sheared rather than regular: for flat index ``i = ix * N^2 + iy * N + iz``,
 ``y ~ o + (iy + iz / N) h`` and ``x ~ o + (ix + iy / N + iz / N^2) h`` (``o = -box_warp / 2``,
 ``h = box_warp / (N - 1)``; the last x values pass the box by up to a voxel). The raw density at those
 points is reshaped to [ix, iy, iz], flipped along x and its outer ``int(30 N / 256)`` voxels on every face
-are set to -1000. The regular-grid export of ``aware3d shapes`` is the geometrically exact alternative.
+are set to -1000. gen_samples trims with ``sigmas[:pad]`` and ``sigmas[-pad:]``; for ``N < 9`` the pad is 0 and
+numpy's ``sigmas[-0:]`` is the whole array, so the official volume is -1000 everywhere (reproduced here). The
+regular-grid export of ``aware3d shapes`` is the geometrically exact alternative.
 """
 
 from __future__ import annotations
@@ -63,13 +65,15 @@ def official_sigma_volume(G: EG3DGenerator, ws: Tensor, n: int, chunk: int = 1 <
         return sigma if index is not None else sigma.reshape(n, n, n)
     pad = official_border(n)
     if index is not None:
-        border = torch.zeros_like(sigma, dtype=torch.bool)
+        border = torch.full_like(sigma, pad == 0, dtype=torch.bool)  # pad 0: everything (see module doc)
         for i in (fx, fy, fz):
             border |= (i < pad) | (i >= n - pad)
         return torch.where(border, torch.full_like(sigma, OFFICIAL_PAD_VALUE), sigma)
     vol = sigma.reshape(n, n, n).flip(0).clone()
-    if pad > 0:
-        for axis in range(3):
-            vol.narrow(axis, 0, pad).fill_(OFFICIAL_PAD_VALUE)
-            vol.narrow(axis, n - pad, pad).fill_(OFFICIAL_PAD_VALUE)
+    if pad == 0:
+        # numpy's sigmas[-0:] = -1000 in gen_samples overwrites everything.
+        return vol.fill_(OFFICIAL_PAD_VALUE)
+    for axis in range(3):
+        vol.narrow(axis, 0, pad).fill_(OFFICIAL_PAD_VALUE)
+        vol.narrow(axis, n - pad, pad).fill_(OFFICIAL_PAD_VALUE)
     return vol

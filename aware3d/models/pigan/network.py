@@ -127,17 +127,42 @@ class FoldedSiren:
     ``sin(f * (W x + b) + p) = sin((f W) x + (f b + p))``: one batched GEMM and an in-place sine per layer
     instead of a GEMM and three elementwise passes. Same function, different rounding (about 1e-6
     relative), so the exact path stays the default; the tools use this one for speed.
+
+    Two more things make it run near the GEMM ceiling on CPU:
+
+    * the activations ping-pong between two buffers kept for the lifetime of this object (one render):
+      a fresh multi-megabyte tensor per layer comes from ``mmap`` and costs page faults on every touch,
+      which was about a third of the time;
+    * the colour layer's weight is split into its view-direction rows and its feature rows, so
+      ``[dirs, x] @ W`` becomes ``dirs @ W_d + x @ W_x`` without copying x into a concatenation.
     """
 
     def __init__(self, layers: list[tuple[Tensor, Tensor]], sigma_head: nn.Linear, color_head: nn.Linear):
-        self.layers, self.sigma_head, self.color_head = layers, sigma_head, color_head
+        self.layers, self.sigma_head, self.color_head = layers[:-1], sigma_head, color_head
+        color_weight, self.color_bias = layers[-1]
+        self.color_weight_dirs = color_weight[:, :3].contiguous()  # (B, 3, H): rows of the view direction
+        self.color_weight_x = color_weight[:, 3:].contiguous()  # (B, H, H): rows of the trunk features
+        self._buffers: tuple[Tensor, Tensor] | None = None
+
+    def _workspace(self, like: Tensor, width: int) -> tuple[Tensor, Tensor]:
+        B, N, _ = like.shape
+        bufs = self._buffers
+        if bufs is None or bufs[0].shape != (B, N, width) or bufs[0].dtype != like.dtype or bufs[0].device != like.device:
+            bufs = tuple(torch.empty(B, N, width, dtype=like.dtype, device=like.device) for _ in range(2))
+            self._buffers = bufs  # reused by the following chunks of the same render (same N except the last)
+        return bufs
 
     @torch.no_grad()
     def __call__(self, points: Tensor, view_dirs: Tensor) -> tuple[Tensor, Tensor]:
+        width = self.color_weight_x.shape[-1]
+        a, b = self._workspace(points, width)
         x = points
-        for weight, bias in self.layers[:-1]:
-            x = torch.baddbmm(bias, x, weight).sin_()
+        for weight, bias in self.layers:
+            out = a if x is not a else b
+            x = torch.baddbmm(bias, x, weight, out=out).sin_()
+        # Returned tensors are fresh (never views of the workspace, which the next chunk overwrites).
         sigma = F.linear(x, self.sigma_head.weight, self.sigma_head.bias).squeeze(-1)
-        weight, bias = self.layers[-1]
-        c = torch.baddbmm(bias, torch.cat([view_dirs, x], dim=-1), weight).sin_()
+        c = a if x is not a else b
+        torch.baddbmm(self.color_bias, view_dirs, self.color_weight_dirs, out=c)
+        c.baddbmm_(x, self.color_weight_x).sin_()
         return torch.sigmoid(F.linear(c, self.color_head.weight, self.color_head.bias)), sigma
