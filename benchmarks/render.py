@@ -7,6 +7,7 @@ The ceiling is a float32 matmul of the SIREN's shape, (65536 x 256) @ (256 x 256
 Peak memory is the process's peak RSS after the largest render.
 
     python benchmarks/render.py [--sizes 64 128 256] [--reps 3] [--threads N]
+    python benchmarks/render.py --family eg3d [options of benchmarks/render_eg3d.py]   # the EG3D table
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
+import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
@@ -47,7 +50,16 @@ def gemm_ceiling(reps: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    family = argparse.ArgumentParser(add_help=False)
+    family.add_argument("--family", choices=["pigan", "eg3d"], default="pigan", help="which family's table")
+    known, rest = family.parse_known_args()
+    if known.family == "eg3d":  # EG3D's frame is split into stages, with its own options
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import render_eg3d
+
+        return render_eg3d.main(rest)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 parents=[family])
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
     ap.add_argument("--samples", type=int, nargs="+", default=[12, 24], help="coarse (= fine) samples per ray")
     ap.add_argument("--reps", type=int, default=3)

@@ -70,14 +70,14 @@ def official_figures(nrr: int) -> dict[str, float]:
             "super-resolution": sr, "full frame (mapping + synthesis)": total}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="eg3d-ffhq")
     ap.add_argument("--nrr", type=int, nargs="+", default=[128], help="neural rendering resolutions to time")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -25,15 +25,8 @@ from aware3d.metrics.reprojection import project, world_points
 from aware3d.metrics.swd import (SWDConfig, laplacian_pyramid, pyr_down, pyr_up, sliced_wasserstein,
                                  sliced_wasserstein_distance)
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tensors are small: one thread is faster and immune to oversubscription on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 # ------------------------------------------------------------------------------------------ FID
 

@@ -24,15 +24,8 @@ from aware3d.models.registry import build_generator
 from aware3d.rendering import RenderConfig, render_rays
 from tests.test_metrics import save_stand_in
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tensors are small: one thread is faster and immune to oversubscription on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 # ---------------------------------------------------------------------- an analytic stand-in generator
 

@@ -88,6 +88,10 @@ class LossRecipe(Protocol):
         for most families, EG3D's neural rendering resolution."""
         ...
 
+    autocast: bool
+    """Whether ``--amp`` on a GPU runs this recipe under float16 autocast with gradient scaling (pi-GAN);
+    False for families that run chosen layers in float16 themselves (EG3D, as its official recipe)."""
+
     camera_source: Literal["pose", "dataset"]
     """Where the cameras of generated images come from: the generator's pose distribution (pi-GAN), or the
     labels of random dataset items (EG3D; the pose distribution when the dataset has no labels)."""

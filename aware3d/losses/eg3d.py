@@ -135,6 +135,9 @@ def swap_conditioning(c: Tensor, swapping_prob: float | None, generator: torch.G
 class EG3DLoss:
     """The recipe over an :class:`EG3DGenerator` and a :class:`DualDiscriminator`."""
 
+    autocast: bool = False
+    """No autocast: the generator's and discriminator's num_fp16_res blocks run in float16 on a GPU by
+    themselves, with their conv clamps, as the official recipe."""
     camera_source: Literal["dataset", "pose"] = "dataset"
     """Generated images use the cameras of random dataset items (the generator's pose distribution when
     the dataset has no labels)."""

@@ -61,6 +61,8 @@ class PiGANLoss:
             return [Phase("D_both" if cfg.r1_gamma else "D_main", "D"), Phase("G_main", "G")]
         return [Phase("D_main", "D"), Phase("D_reg", "D", cfg.r1_interval), Phase("G_main", "G")]
 
+    autocast: bool = True
+    """--amp on a GPU: float16 autocast with gradient scaling (the seeds' mixed precision)."""
     camera_source: Literal["pose", "dataset"] = "pose"
     """pi-GAN renders generated images from the generator's pose distribution."""
 

@@ -127,18 +127,11 @@ def resolve_camera(requested: str, data) -> str:
     return requested
 
 
-def dataset_labels(data, indices) -> Tensor:
-    """(B, 25) camera labels of dataset items, without rendering or decoding their images when the dataset
-    offers ``get_labels``."""
-    get_labels = getattr(data, "get_labels", None)
-    return get_labels(indices)[0] if callable(get_labels) else data.get_batch(indices).label
-
-
 def check_dataset_cameras(G: Generator3D, data, render: RenderConfig, items: int = 16) -> None:
     """Refuse dataset cameras that cannot see the model's object: the camera's distance to the world origin
     (where every family's object sits) must lie in the rays' [near, far] range for at least one of the first
     ``items`` labels. E.g. synthetic-heads' cameras (radius 1) and EG3D (rays from 2.25 to 3.3)."""
-    label = dataset_labels(data, list(range(min(items, len(data))))).to(torch.float32)
+    label = data.get_labels(list(range(min(items, len(data)))))[0].to(torch.float32)
     dist = label[:, :16].reshape(-1, 4, 4)[:, :3, 3].norm(dim=-1)
     if bool(((dist < render.near) | (dist > render.far)).all()):
         raise ValueError(
@@ -161,7 +154,7 @@ def generate(G: Generator3D, n: int, settings: GenerationSettings, *, seed: int,
             z = torch.randn(b, G.z_dim, generator=g).to(dev)
             if settings.camera == "dataset":
                 idx = torch.randint(0, len(data), (b,), generator=g)
-                label = dataset_labels(data, idx).to(dev, torch.float32)
+                label = data.get_labels(idx)[0].to(dev, torch.float32)
                 cams = Cameras(label[:, :16].reshape(-1, 4, 4), label[:, 16:].reshape(-1, 3, 3))
             else:
                 cams = G.sample_cameras(b, generator=g).to(dev)

@@ -110,7 +110,8 @@ class Trainer:
             "G": torch.optim.Adam(self.G.parameters(), lr=stage0.g_lr, betas=betas, weight_decay=wd),
             "D": torch.optim.Adam(self.D.parameters(), lr=stage0.d_lr, betas=betas, weight_decay=wd),
         }
-        amp = options.amp and self.device.type == "cuda"
+        # Families with their own float16 layers (EG3D's num_fp16_res, with conv clamps) opt out of autocast.
+        amp = options.amp and self.device.type == "cuda" and self.recipe.autocast
         self.amp = amp
         self.scalers = {k: torch.amp.GradScaler("cuda", enabled=amp) for k in ("G", "D")}
         self.state = TrainingState()
