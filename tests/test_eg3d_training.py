@@ -31,6 +31,8 @@ from aware3d.training.state import read_training_meta
 from aware3d.training.stats import read_stats
 from aware3d.training.trainer import Trainer
 
+from .conftest import require_reference
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -266,3 +268,33 @@ def test_metrics_during_training_score_the_final_image(tmp_path):
     assert all(math.isfinite(s["metrics/swd"]) for s in lines)
     assert sorted(k for k in lines[0] if k.startswith("metrics/swd_")) == ["metrics/swd_16", "metrics/swd_32"]
     assert (run / "best" / "config.json").is_file()
+
+
+def test_ffhq_preset_matches_the_official_train_py_config():
+    """The eg3d-ffhq training preset against the config the official train.py built for the reference
+    snapshot (--cfg=ffhq --batch=4 --gamma=1 --gen_pose_cond=True --cbase=2048 --cmax=32)."""
+    root = require_reference("eg3d")
+    official = json.loads((root / "network-snapshot.build.json").read_text())["train_py_config"]
+    ok, od, rk = official["loss_kwargs"], official["D_kwargs"], official["G_kwargs"]["rendering_kwargs"]
+    preset = get_train_preset("eg3d-ffhq")
+    loss, D, stage = preset.loss, preset.discriminator, preset.curriculum.stages[0]
+    assert loss.r1_gamma == ok["r1_gamma"] and loss.filter_mode == ok["filter_mode"]
+    assert loss.gpc_reg_prob == ok["gpc_reg_prob"] == rk["gpc_reg_prob"]
+    assert loss.gpc_reg_fade_kimg == ok["gpc_reg_fade_kimg"]
+    assert loss.blur_init_sigma == ok["blur_init_sigma"]
+    # train.py scales the blur fade by batch / 32: 25 kimg at batch 4 is 200 kimg at the preset's batch 32.
+    assert loss.blur_fade_kimg == ok["blur_fade_kimg"] * stage.batch_size / official["batch_size"]
+    assert loss.neural_rendering_resolution_initial == ok["neural_rendering_resolution_initial"]
+    assert loss.neural_rendering_resolution_fade_kimg == ok["neural_rendering_resolution_fade_kimg"]
+    # (The preset then moves to 128, as the released ffhq512-128 was fine-tuned; train.py's default is None.)
+    assert loss.density_reg == rk["density_reg"] and loss.density_reg_p_dist == rk["density_reg_p_dist"]
+    assert rk["reg_type"] == "l1" and loss.density_reg_interval == official["G_reg_interval"]
+    assert D.mbstd_group_size == od["epilogue_kwargs"]["mbstd_group_size"] and D.disc_c_noise == od["disc_c_noise"]
+    assert D.num_fp16_res == od["num_fp16_res"] and D.conv_clamp == od["conv_clamp"] and D.freeze_layers == 0
+    assert preset.curriculum.betas == tuple(official["G_opt_kwargs"]["betas"]) == tuple(official["D_opt_kwargs"]["betas"])
+    # Lazy regularisation scales the learning rates by interval / (interval + 1), as training_loop.py does.
+    assert stage.g_lr == pytest.approx(official["G_opt_kwargs"]["lr"] * 4 / 5)
+    assert stage.d_lr == pytest.approx(official["D_opt_kwargs"]["lr"] * 16 / 17)
+    # With the snapshot's channel widths, the preset's discriminator has the official D's parameter count.
+    small = DualDiscriminator(replace(D, channel_base=od["channel_base"], channel_max=od["channel_max"]))
+    assert sum(p.numel() for p in small.parameters()) == 124_224

@@ -19,8 +19,11 @@ from pathlib import Path
 
 import torch
 
+from ..data.synthetic import SYNTHETIC_DATASETS
+from ..data.synthetic_images import SyntheticImageDataset
 from ..io.media import colorize_depth, save_image, write_json
 from ..training.config import TrainOptions
+from ..training.presets import get_train_preset
 from ..training.stats import read_stats
 from ..training.trainer import train
 
@@ -33,10 +36,12 @@ class DemoOptions:
     """Output folder (the run lives in <out>/run; an existing run there is continued)."""
     minutes: float = 10.0
     """Training time budget in minutes (2 CPU cores: about 10 give recognisable heads)."""
-    preset: str = "pigan-tiny"
-    """Training preset."""
+    preset: str = "pigan-demo"
+    """Training preset (pigan-demo: the tiny model with a recipe tuned for minutes on a CPU)."""
     data: str = "synthetic-heads"
     """Dataset: a synthetic name, a folder of images or a zip."""
+    data_pool: int = 4096
+    """Synthetic data: render this many items once and train on them from memory (0: render every batch)."""
     device: str = "auto"
     """cpu, cuda or auto."""
     seed: int = 0
@@ -65,7 +70,13 @@ def _train(opts: DemoOptions, run_dir: Path):
     topts = TrainOptions(preset=opts.preset, data=opts.data, out=str(run_dir), resume=str(run_dir) if resume else None,
                          steps=10 ** 9, minutes=opts.minutes, seed=opts.seed, device=opts.device,
                          sample_every=100, checkpoint_every=200, progress=opts.progress, tensorboard=False)
-    return train(topts)
+    dataset = None
+    if opts.data_pool and opts.data in SYNTHETIC_DATASETS:
+        # Ray casting a batch of heads costs several percent of a CPU step; a pool rendered once (inside the
+        # time budget, a few seconds) does not. A resumed run gets the same pool back.
+        resolution = get_train_preset(opts.preset).curriculum.stage(0).resolution
+        dataset = SyntheticImageDataset(opts.data, resolution, length=opts.data_pool, in_memory=True)
+    return train(topts, dataset=dataset)
 
 
 @torch.no_grad()
