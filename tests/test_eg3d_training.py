@@ -90,6 +90,13 @@ def test_generator_pose_conditioning_swaps_with_the_previous_sample():
     swapped = swap_conditioning(c.repeat(250, 1), 0.3, g)
     fraction = (swapped != c.repeat(250, 1)).any(1).float().mean().item()
     assert 0.25 < fraction < 0.35
+    # One draw for the whole batch: all rows swapped or none.
+    outcomes = set()
+    for _ in range(20):
+        changed = (swap_conditioning(c, 0.5, g, per_sample=False) != c).any(1)
+        assert bool(changed.all()) or not bool(changed.any())
+        outcomes.add(bool(changed.all()))
+    assert outcomes == {True, False}
 
 
 # ------------------------------------------------------------------------------------------- the recipe

@@ -123,12 +123,14 @@ def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
     return F.conv2d(F.pad(x, [0, 0, half, half]), taps.reshape(1, 1, -1, 1).repeat(C, 1, 1, 1), groups=C)
 
 
-def swap_conditioning(c: Tensor, swapping_prob: float | None, generator: torch.Generator | None) -> Tensor:
+def swap_conditioning(c: Tensor, swapping_prob: float | None, generator: torch.Generator | None,
+                      per_sample: bool = True) -> Tensor:
     """GPC: each row of the (B, 25) labels is replaced by the previous row's (``roll`` by one) with
-    probability ``swapping_prob``; None gives zeros (no pose conditioning)."""
+    probability ``swapping_prob``; None gives zeros (no pose conditioning). ``per_sample=False`` makes one
+    draw for the whole batch (the official density regulariser does that)."""
     if swapping_prob is None:
         return torch.zeros_like(c)
-    u = torch.rand((c.shape[0], 1), generator=generator, device=c.device)
+    u = torch.rand((c.shape[0] if per_sample else 1, 1), generator=generator, device=c.device)
     return torch.where(u < swapping_prob, torch.roll(c, 1, 0), c)
 
 
@@ -163,9 +165,9 @@ class EG3DLoss:
         return self.config.neural_rendering_resolution(stage.images_seen)
 
     # -- pieces ----------------------------------------------------------------------------------
-    def _mapping(self, chunk: Chunk, stage: StageState, update_emas: bool) -> Tensor:
+    def _mapping(self, chunk: Chunk, stage: StageState, update_emas: bool, per_sample: bool = True) -> Tensor:
         c_gen = swap_conditioning(chunk.cameras.eg3d_label(), self.config.swapping_prob(stage.images_seen),
-                                  chunk.generator)
+                                  chunk.generator, per_sample)
         return self.G.mapping(chunk.z, cameras=c_gen, update_emas=update_emas)
 
     def _generate(self, chunk: Chunk, stage: StageState, update_emas: bool = False) -> EG3DOutput:
@@ -190,7 +192,7 @@ class EG3DLoss:
     def density_regularizer(self, chunk: Chunk, stage: StageState) -> Tensor:
         """Mean |sigma(x) - sigma(x + eps)| (raw density, before activation) at random points x."""
         cfg = self.config
-        ws = self._mapping(chunk, stage, update_emas=False)
+        ws = self._mapping(chunk, stage, update_emas=False, per_sample=False)
         planes = self.G.planes(ws, noise_mode="random", generator=chunk.generator)
         B, n = ws.shape[0], cfg.density_reg_points
         x = (torch.rand((B, n, 3), generator=chunk.generator, device=ws.device) * 2 - 1) * cfg.density_reg_extent
