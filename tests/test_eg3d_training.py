@@ -305,3 +305,16 @@ def test_ffhq_preset_matches_the_official_train_py_config():
     # With the snapshot's channel widths, the preset's discriminator has the official D's parameter count.
     small = DualDiscriminator(replace(D, channel_base=od["channel_base"], channel_max=od["channel_max"]))
     assert sum(p.numel() for p in small.parameters()) == 124_224
+
+
+def test_demo_trains_eg3d_too(tmp_path):
+    """`aware3d demo --preset eg3d-tiny`: the sample grid pairs each 32 px final image with its depth (rendered
+    at 16 px and enlarged), and the video and mesh are written."""
+    from aware3d.cli.main import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--preset", "eg3d-tiny", "--minutes", "0.001", "--no-metrics",
+                 "--no-progress", "--resolution", "16", "--video-frames", "2", "--mesh-grid", "16"]) == 0
+    grid = Image.open(out / "samples.png")
+    assert grid.size[0] > 5 * 32 and grid.size[1] > 8 * 32  # 4 seeds x (image + depth) rows, 5 yaws, 32 px
+    assert (out / "seed0000.ply").is_file() and json.loads((out / "demo.json").read_text())["steps"] >= 1

@@ -4,7 +4,7 @@ Everything lands in one folder::
 
     <out>/run/            the training run (config, stats.jsonl, sample grids, checkpoint, generator/)
     <out>/samples.png     seeds (rows) x yaw angles (columns), with a depth row under each
-    <out>/orbit.mp4       a camera orbit for a 2x2 grid of seeds (GIF if MP4 cannot be written)
+    <out>/orbit.mp4       the camera circling the frontal view for a 2x2 grid of seeds (GIF if MP4 cannot be written)
     <out>/seed0000.ply    a coloured marching-cubes mesh (and the density volume seed0000.mrc)
     <out>/demo.json       the numbers: steps, time, images/s, final losses, metrics
 
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from ..data.synthetic import SYNTHETIC_DATASETS
 from ..data.synthetic_images import SyntheticImageDataset
@@ -89,9 +90,15 @@ def _sample_grid(G, path: Path, seeds: list[int], yaws: list[float], resolution:
         out = render(G, z=G.z_from_seeds([s] * len(yaws)),
                      cameras=G.cameras([pose.yaw_mean + y for y in yaws], [pose.pitch_mean] * len(yaws)),
                      resolution=resolution)
-        rows.append(out.image.clamp(-1, 1))
-        depth = (out.depth / out.opacity.clamp_min(1e-3))[:, 0]
-        rows.append(colorize_depth(depth, mask=out.opacity[:, 0] > 0.5) * 2 - 1)
+        image = out.image.clamp(-1, 1)
+        rows.append(image)
+        # The surface distance: pi-GAN's expected depth is weighted by the opacity; EG3D's is already divided.
+        normalized = G.eval_render_config().depth_mode == "normalized"
+        depth = (out.depth if normalized else out.depth / out.opacity.clamp_min(1e-3))[:, 0]
+        depth_image = colorize_depth(depth, mask=out.opacity[:, 0] > 0.5) * 2 - 1
+        if depth_image.shape[-1] != image.shape[-1]:  # EG3D: depth at the neural rendering resolution
+            depth_image = F.interpolate(depth_image, size=image.shape[-2:], mode="nearest")
+        rows.append(depth_image)
     return save_image(path, torch.cat(rows), nrow=len(yaws))
 
 
@@ -108,7 +115,10 @@ def run(opts: DemoOptions) -> dict:
     res = opts.resolution
     files = {"samples": str(_sample_grid(G, out / "samples.png", [0, 1, 2, 3], [-0.45, -0.225, 0.0, 0.225, 0.45], res))}
     common = dict(checkpoint=str(result.generator_dir), out=str(out), device="cpu" if opts.device == "auto" else opts.device)
-    video_opts = dict(common, seeds=[0, 1, 2, 3], grid="2x2", path="orbit", frames=opts.video_frames, resolution=res)
+    # pi-GAN's video path, a circle around the frontal view within the training poses: a full 360-degree turn
+    # would mostly show the never-seen back of the heads as mush.
+    video_opts = dict(common, seeds=[0, 1, 2, 3], grid="2x2", path="front_circle", frames=opts.video_frames,
+                      resolution=res)
     try:
         video = video_tool.run(video_tool.VideoOptions(**video_opts, name="orbit.mp4"))
     except (OSError, RuntimeError):  # no usable ffmpeg: a GIF needs only pillow
