@@ -23,7 +23,8 @@ from pathlib import Path
 
 CONFIGS = {
     # name: (preset, stage override or None, description)
-    "pigan-tiny": ("pigan-tiny", None, "tiny preset as the demo trains it (32x32, batch 16, 12+12 samples)"),
+    "pigan-demo": ("pigan-demo", None, "what aware3d demo trains (32x32, batch 8, 12 samples, small D)"),
+    "pigan-tiny": ("pigan-tiny", None, "tiny preset of the tests (32x32, batch 16, 12+12 samples)"),
     "pigan-celeba stage 0": (
         "pigan-celeba",
         {"start": 0, "resolution": 32, "batch_size": 8, "batch_split": 2, "num_samples": 12, "num_importance": 12,
