@@ -42,6 +42,8 @@ class ModelOptions:
     """Coarse (and fine) samples per ray (default: the model's evaluation setting)."""
     lock_view_dependence: bool = False
     """Ignore the view direction in the colour (steadier colours across views)."""
+    progress: bool = True
+    """Show progress bars."""
 
 
 def load_model(opts: ModelOptions) -> Generator3D:

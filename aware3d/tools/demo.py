@@ -114,7 +114,8 @@ def run(opts: DemoOptions) -> dict:
     G = api.load(str(result.generator_dir))
     res = opts.resolution
     files = {"samples": str(_sample_grid(G, out / "samples.png", [0, 1, 2, 3], [-0.45, -0.225, 0.0, 0.225, 0.45], res))}
-    common = dict(checkpoint=str(result.generator_dir), out=str(out), device="cpu" if opts.device == "auto" else opts.device)
+    common = dict(checkpoint=str(result.generator_dir), out=str(out), device="cpu" if opts.device == "auto" else opts.device,
+                  progress=opts.progress)
     # pi-GAN's video path, a circle around the frontal view within the training poses: a full 360-degree turn
     # would mostly show the never-seen back of the heads as mush.
     video_opts = dict(common, seeds=[0, 1, 2, 3], grid="2x2", path="front_circle", frames=opts.video_frames,

@@ -48,7 +48,7 @@ def run(opts: InterpolateOptions) -> dict:
     path = get_camera_path(opts.path, pose, len(ws)) if opts.path else None
 
     def frames():
-        for i in tqdm(range(len(ws)), desc="interpolate", unit="frame"):
+        for i in tqdm(range(len(ws)), desc="interpolate", unit="frame", disable=not opts.progress):
             yaw, pitch, scale = (float(path.yaw[i]), float(path.pitch[i]), float(path.fov_scale[i])) if path else (
                 pose.yaw_mean, pose.pitch_mean, 1.0)
             with torch.no_grad():

@@ -46,7 +46,7 @@ def run(opts: RenderOptions) -> dict:
     w_all = G.mapping(G.z_from_seeds(opts.seeds), psi(G, opts))
     cfg = G.eval_render_config(opts.num_samples)
     files, grid_rows = [], []
-    for si, seed in enumerate(tqdm(opts.seeds, desc="render", unit="seed")):
+    for si, seed in enumerate(tqdm(opts.seeds, desc="render", unit="seed", disable=not opts.progress)):
         row = []
         # One latent, many views: EG3D's tri-planes are computed once per seed.
         seed_views = LatentViews(G, w_all[si:si + 1], resolution=opts.resolution, render=cfg,

@@ -92,7 +92,7 @@ def run(opts: ShapesOptions) -> dict:
         else:
             density = G.density(w)
             volume = sample_density_grid(lambda p: density(p[None])[0], resolution=opts.grid, bounds=bounds,
-                                         device=G.device)
+                                         device=G.device, progress=opts.progress)
             file_volume = interior = volume
         entry = {"seed": seed, "grid_layout": opts.grid_layout, "density_min": float(interior.min()),
                  "density_max": float(interior.max())}

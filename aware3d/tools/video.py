@@ -58,7 +58,7 @@ def run(opts: VideoOptions) -> dict:
                             lock_view_dependence=opts.lock_view_dependence)
 
     def frames():
-        for i in tqdm(range(len(path)), desc="video", unit="frame"):
+        for i in tqdm(range(len(path)), desc="video", unit="frame", disable=not opts.progress):
             cams = G.cameras([float(path.yaw[i])] * len(seeds), [float(path.pitch[i])] * len(seeds), float(path.fov_scale[i]))
             with torch.no_grad():
                 img = views.render(cams).image

@@ -131,7 +131,7 @@ def _eg3d_presets() -> dict[str, TrainPreset]:
             r1_gamma=5.0, gpc_reg_prob=0.8, neural_rendering_resolution_initial=64,
             neural_rendering_resolution_final=128)),
         "eg3d-shapenet": official("eg3d-shapenet", 128, 64, EG3DLossConfig(
-            r1_gamma=0.3, gpc_reg_prob=None, density_reg_extent=0.8, neural_rendering_resolution_initial=64)),
+            r1_gamma=0.3, gpc_reg_prob=None, neural_rendering_resolution_initial=64)),
         # CPU-sized: 16 px neural rendering super-resolved to 32 px, batch 8, a short blur.
         "eg3d-tiny": TrainPreset(
             "eg3d", "eg3d-tiny",
