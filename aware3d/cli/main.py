@@ -30,7 +30,7 @@ def _verbs() -> dict[str, tuple[type, Callable, str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aware3d", description="3D-aware GANs: render, export, convert.")
+    parser = argparse.ArgumentParser(prog="aware3d", description="3D-aware GANs: train, render, export, measure, convert.")
     sub = parser.add_subparsers(dest="verb", required=True)
     for name, (cls, _, help_text) in _verbs().items():
         p = sub.add_parser(name, help=help_text, description=help_text,
