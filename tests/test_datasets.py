@@ -472,3 +472,19 @@ def test_dataset_tool_from_synthetic_heads_round_trips(tmp_path):
     assert cli_main(["dataset", "--source", str(tmp_path / "missing"), "--out", str(tmp_path / "x.zip")]) == 2
     assert cli_main(["dataset", "--source", "synthetic-heads", "--out", str(tmp_path / "x.tar")]) == 2
     assert not (tmp_path / "x.zip").exists()
+
+
+def test_get_labels_equals_the_labels_of_get_batch_without_loading_images(tmp_path, monkeypatch):
+    """Labels alone (what the EG3D trainer draws generated cameras from), mirrored items included, for a
+    synthetic set and a zip with EG3D labels; neither renders nor decodes an image for them."""
+    run_dataset_tool(DatasetOptions(source="synthetic-heads", out=str(tmp_path / "h.zip"), resolution=16, count=6))
+    for ds in (open_dataset("synthetic-heads", 16, mirror=True), open_dataset(str(tmp_path / "h.zip"), 16, mirror=True)):
+        idx = [0, 3, len(ds) - 1, len(ds) // 2 + 1]
+        expected = ds.get_batch(idx)
+        monkeypatch.setattr(type(ds), "_load", lambda self, i: pytest.fail("get_labels loaded images"))
+        label, has_label = ds.get_labels(torch.tensor(idx))
+        monkeypatch.undo()
+        assert torch.equal(label, expected.label) and torch.equal(has_label, expected.has_label)
+        assert not torch.equal(label[2], ds.get_labels([len(ds) // 2 - 1])[0][0])  # mirrored differs
+    with pytest.raises(ValueError, match="at least one index"):
+        ds.get_labels([])

@@ -205,16 +205,20 @@ class ImageDataset(torch.utils.data.Dataset):
             raise IndexError(f"index {index} out of range for {self.name!r} of length {n}")
         return index
 
-    def get_batch(self, indices: Sequence[int] | Tensor) -> ImageBatch:
-        """Items ``indices`` (ints, negatives count from the end) as one :class:`ImageBatch`."""
+    def _positions(self, indices: Sequence[int] | Tensor, caller: str) -> tuple[list[int], list[int], Tensor]:
+        """(dataset positions, unmirrored item indices, (B,) bool: mirrored) of ``indices``."""
         if isinstance(indices, Tensor):
             indices = indices.reshape(-1).tolist()
         idx = [self._resolve(i) for i in indices]
         if not idx:
-            raise ValueError("get_batch needs at least one index")
+            raise ValueError(f"{caller} needs at least one index")
         n = self.base_length
-        image, label, has_label = self._load([i % n for i in idx])
-        flipped = torch.tensor([i >= n for i in idx], dtype=torch.bool)
+        return idx, [i % n for i in idx], torch.tensor([i >= n for i in idx], dtype=torch.bool)
+
+    def get_batch(self, indices: Sequence[int] | Tensor) -> ImageBatch:
+        """Items ``indices`` (ints, negatives count from the end) as one :class:`ImageBatch`."""
+        idx, items, flipped = self._positions(indices, "get_batch")
+        image, label, has_label = self._load(items)
         if bool(flipped.any()):
             image = torch.where(flipped[:, None, None, None], flip_images(image), image)
             relabel = flipped & has_label
@@ -225,15 +229,9 @@ class ImageDataset(torch.utils.data.Dataset):
     def get_labels(self, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
         """Camera labels (B, 25) and has_label (B,) of items ``indices`` (mirrored items mirrored), without
         decoding or rendering images where the dataset can avoid it. Equal to ``get_batch(indices).label``."""
-        if isinstance(indices, Tensor):
-            indices = indices.reshape(-1).tolist()
-        idx = [self._resolve(i) for i in indices]
-        if not idx:
-            raise ValueError("get_labels needs at least one index")
-        n = self.base_length
-        label, has_label = self._load_labels([i % n for i in idx])
-        relabel = torch.tensor([i >= n for i in idx], dtype=torch.bool) & has_label
-        label = torch.where(relabel[:, None], mirror_eg3d_label(label), label)
+        _, items, flipped = self._positions(indices, "get_labels")
+        label, has_label = self._load_labels(items)
+        label = torch.where((flipped & has_label)[:, None], mirror_eg3d_label(label), label)
         return label, has_label
 
     def __getitem__(self, index: int) -> ImageItem:
