@@ -23,6 +23,12 @@ def update_ema(ema: nn.Module, G: nn.Module, decay: float, num_updates: int) -> 
     d = min(decay, (1 + num_updates) / (10 + num_updates))
     for p_ema, p in zip(ema.parameters(), G.parameters()):
         p_ema.lerp_(p.detach(), 1 - d)
+    copy_buffers(ema, G)
+    return d
+
+
+@torch.no_grad()
+def copy_buffers(ema: nn.Module, G: nn.Module) -> None:
+    """Buffers are not averaged but copied (e.g. EG3D's w_avg, itself a running mean kept by G)."""
     for b_ema, b in zip(ema.buffers(), G.buffers()):
         b_ema.copy_(b)
-    return d

@@ -35,7 +35,7 @@ from ..losses.base import Chunk, Phase, StageState
 from ..models.base import Generator3D
 from . import distributed as dist_utils
 from .config import RunConfig, TrainOptions, resolve_run_config, with_total_steps
-from .ema import make_ema, update_ema
+from .ema import copy_buffers, make_ema, update_ema
 from .state import TrainingState, ema_name, load_training_checkpoint, read_training_meta, save_training_checkpoint
 from .stats import StatsWriter
 
@@ -312,9 +312,8 @@ class Trainer:
                 for decay, ema in self.G_emas.items():
                     update_ema(ema, self.G, decay, st.step)
         dist_utils.average_buffers(self.G, self.info)  # e.g. EG3D's w_avg, tracked per process
-        for decay, ema in self.G_emas.items():  # buffers follow G even on steps whose G update was skipped
-            for b_ema, b in zip(ema.buffers(), self.G.buffers()):
-                b_ema.copy_(b)
+        for ema in self.G_emas.values():  # G's buffers may change in any phase (EG3D's w_avg in D_main)
+            copy_buffers(ema, self.G)
         st.images_seen += stage.batch_size
         st.step += 1
         if all_ok:
