@@ -488,3 +488,17 @@ def test_get_labels_equals_the_labels_of_get_batch_without_loading_images(tmp_pa
         assert not torch.equal(label[2], ds.get_labels([len(ds) // 2 - 1])[0][0])  # mirrored differs
     with pytest.raises(ValueError, match="at least one index"):
         ds.get_labels([])
+
+
+def test_synthetic_pool_by_name_keeps_the_first_items_in_memory():
+    """``synthetic-heads:N``: the first N items of the set (same images and labels), rendered once."""
+    pool = open_dataset("synthetic-heads:8", 16, mirror=True)
+    assert len(pool) == 16 and pool.in_memory
+    full = open_dataset("synthetic-heads", 16, mirror=True)
+    idx = [0, 7, 8, 15]  # two originals, their mirrored copies
+    a, b = pool.get_batch(idx), full.get_batch([0, 7, len(full) // 2, len(full) // 2 + 7])
+    assert torch.equal(a.image, b.image) and torch.equal(a.label, b.label)
+    assert pool.at_resolution(8).get_batch([0]).image.shape == (1, 3, 8, 8)
+    for bad in ("synthetic-heads:0", "synthetic-heads:many"):
+        with pytest.raises(DatasetError, match="positive number"):
+            open_dataset(bad, 16)

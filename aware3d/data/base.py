@@ -283,9 +283,10 @@ def open_dataset(source: str, resolution: int, *, mirror: bool = False, skip_cor
     """Open a dataset by source.
 
     Args:
-        source: a synthetic name (``synthetic-heads``, ``synthetic-objects``), a folder of images
-            (png, jpg, jpeg, webp, bmp, found recursively) or a ``.zip`` of them; labels come from a
-            ``dataset.json`` at the root (EG3D ``labels`` or EpiGRAF ``camera_angles``).
+        source: a synthetic name (``synthetic-heads``, ``synthetic-objects``), optionally with ``:N``
+            (``synthetic-heads:4096``: its first N items, rendered once and served from memory), a folder
+            of images (png, jpg, jpeg, webp, bmp, found recursively) or a ``.zip`` of them; labels come
+            from a ``dataset.json`` at the root (EG3D ``labels`` or EpiGRAF ``camera_angles``).
         resolution: side of the square output images in pixels.
         mirror: append left-right mirrored copies with mirrored cameras (length doubles).
         skip_corrupt: skip unreadable images with a warning each (listed in ``dataset.skipped``)
@@ -309,6 +310,16 @@ def open_dataset(source: str, resolution: int, *, mirror: bool = False, skip_cor
         from .synthetic_images import SyntheticImageDataset
 
         return SyntheticImageDataset(str(source), resolution, mirror=mirror, length=length, seed=seed)
+    name, colon, count = str(source).partition(":")
+    if colon and name in SYNTHETIC_DATASETS:
+        from .synthetic_images import SyntheticImageDataset
+
+        if not count.isdigit() or int(count) < 1:
+            raise DatasetError(f"dataset {str(source)!r}: after {name}: give a positive number of items to keep in "
+                               f"memory, e.g. {name}:4096")
+        if length is not None and length != int(count):
+            raise DatasetError(f"dataset {str(source)!r} asks for {count} items but length={length} was given")
+        return SyntheticImageDataset(name, resolution, mirror=mirror, length=int(count), seed=seed, in_memory=True)
     path = Path(source)
     forms = (f"a synthetic name ({', '.join(sorted(SYNTHETIC_DATASETS))}), a folder of images "
              "(png, jpg, jpeg, webp, bmp) or a .zip of them")

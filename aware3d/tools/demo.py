@@ -21,10 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data.synthetic import SYNTHETIC_DATASETS
-from ..data.synthetic_images import SyntheticImageDataset
 from ..io.media import colorize_depth, save_image, write_json
 from ..training.config import TrainOptions
-from ..training.presets import get_train_preset
 from ..training.stats import read_stats
 from ..training.trainer import train
 
@@ -68,16 +66,15 @@ class DemoOptions:
 
 def _train(opts: DemoOptions, run_dir: Path):
     resume = (run_dir / "checkpoint" / "state.json").is_file()
-    topts = TrainOptions(preset=opts.preset, data=opts.data, out=str(run_dir), resume=str(run_dir) if resume else None,
+    data = opts.data
+    if opts.data_pool and data in SYNTHETIC_DATASETS:
+        # Ray casting a batch of heads costs several percent of a CPU step; a pool rendered once (inside the
+        # time budget, a few seconds) does not. The run's config names it, so a resumed run gets it back.
+        data = f"{data}:{opts.data_pool}"
+    topts = TrainOptions(preset=opts.preset, data=data, out=str(run_dir), resume=str(run_dir) if resume else None,
                          steps=10 ** 9, minutes=opts.minutes, seed=opts.seed, device=opts.device,
                          sample_every=100, checkpoint_every=200, progress=opts.progress, tensorboard=False)
-    dataset = None
-    if opts.data_pool and opts.data in SYNTHETIC_DATASETS:
-        # Ray casting a batch of heads costs several percent of a CPU step; a pool rendered once (inside the
-        # time budget, a few seconds) does not. A resumed run gets the same pool back.
-        resolution = get_train_preset(opts.preset).curriculum.stage(0).resolution
-        dataset = SyntheticImageDataset(opts.data, resolution, length=opts.data_pool, in_memory=True)
-    return train(topts, dataset=dataset)
+    return train(topts)
 
 
 @torch.no_grad()
