@@ -151,12 +151,9 @@ def run(opts: DemoOptions) -> dict:
 
 
 def _metrics(G, opts: DemoOptions) -> dict:
-    """SWD and SIDE when the metrics package offers them (weight-free: they need no downloaded file)."""
-    try:
-        from ..metrics import DepthNetConfig, evaluate
-    except ImportError:
-        return {"note": "metrics package not available"}
+    """SWD and SIDE (weight-free: they need no downloaded file); SIDE only on synthetic data (ground truth)."""
     from ..data.base import open_dataset
+    from ..metrics import DepthNetConfig, evaluate
 
     data = open_dataset(opts.data, opts.metric_resolution)
     names = ["swd"] + (["side"] if opts.data.startswith("synthetic-") else [])
