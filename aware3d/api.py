@@ -18,7 +18,7 @@ import torch
 from .cameras import Cameras
 from .io.checkpoint import CheckpointError, is_checkpoint_dir, load_generator
 from .models.base import Generator3D, GeneratorOutput
-from .models.registry import all_presets, build_generator
+from .models.registry import all_presets, build_generator, find_importer
 
 
 def load(source: str | os.PathLike, *, device: str | torch.device = "cpu", ema: bool = True,
@@ -28,10 +28,11 @@ def load(source: str | os.PathLike, *, device: str | torch.device = "cpu", ema: 
     Args:
         source: one of
             - an aware3d checkpoint folder (``config.json`` + ``generator.safetensors``);
-            - an official pi-GAN ``generator.pth`` or EG3D ``*.pkl`` (read safely, never executed);
+            - an official checkpoint file of any registered family (pi-GAN ``generator.pth``, EG3D ``*.pkl``, ...),
+              recognised by its content whatever its name, read safely (never executed);
             - a preset name (e.g. ``pigan-celeba``): a freshly initialised model with weights from ``seed``.
-        ema: for official pi-GAN files, apply ``ema.pth`` from the same folder when present (as the official
-            render scripts do); for EG3D pickles, take ``G_ema`` (else the training copy ``G``).
+        ema: for official files, the EMA weights (pi-GAN: apply ``ema.pth`` from the same folder when present, as
+            the official render scripts do; EG3D: ``G_ema``, else the training copy ``G``).
         preset: for official files, the render/camera settings to attach (default: guessed from the SIREN).
     """
     src = str(source)
@@ -40,21 +41,13 @@ def load(source: str | os.PathLike, *, device: str | torch.device = "cpu", ema: 
     path = Path(source)
     if is_checkpoint_dir(path):
         return load_generator(path, device=device)
-    if path.is_file() and path.suffix == ".pth":
-        from .models.pigan.convert import import_official_pigan
-
-        return import_official_pigan(path, ema_path="auto" if ema else None, preset=preset).to(device)
-    if path.is_file() and path.suffix == ".pkl":
-        from .models.eg3d.convert import import_official_eg3d
-
-        return import_official_eg3d(path, network="G_ema" if ema else "G", preset=preset).to(device)
+    if path.is_file():
+        _family, importer = find_importer(path)
+        return importer.load(path, ema=ema, preset=preset).to(device)
     if path.is_dir():
         raise CheckpointError(f"{path} is a folder without config.json: not an aware3d checkpoint")
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{source!r} is neither a file, a checkpoint folder nor a preset; presets: {', '.join(sorted(all_presets()))}")
-    raise CheckpointError(f"{path}: unknown checkpoint type (expected an aware3d folder, an official generator.pth "
-                          "or an EG3D .pkl)")
+    raise FileNotFoundError(
+        f"{source!r} is neither a file, a checkpoint folder nor a preset; presets: {', '.join(sorted(all_presets()))}")
 
 
 def latents(G: Generator3D, seeds: list[int] | None = None, z: torch.Tensor | None = None) -> torch.Tensor:

@@ -14,14 +14,10 @@ import aware3d
 from aware3d.export.shapes import read_mrc
 from aware3d.io.checkpoint import save_generator
 from aware3d.models.eg3d import EG3D_PRESETS, EG3DGenerator, eg3d_focal, eg3d_lookat_cameras
-from aware3d.models.eg3d.backbone import MappingNetwork
-from aware3d.models.eg3d.discriminator import (
-    DualDiscriminator,
-    DualDiscriminatorConfig,
-    MinibatchStdLayer,
-    filtered_resizing,
-)
-from aware3d.models.eg3d.layers import (
+from aware3d.nn.stylegan2.networks import MappingNetwork
+from aware3d.models.eg3d.discriminator import DualDiscriminator, DualDiscriminatorConfig
+from aware3d.nn.stylegan2.discriminator import MinibatchStdLayer, filtered_resizing
+from aware3d.nn.stylegan2.layers import (
     FullyConnectedLayer,
     bias_act,
     conv2d_resample,
@@ -31,7 +27,7 @@ from aware3d.models.eg3d.layers import (
     upfirdn2d,
     upsample2d,
 )
-from aware3d.models.eg3d.triplane import sample_from_planes
+from aware3d.nn.triplane import sample_from_planes
 from aware3d.models.registry import all_presets, build_generator
 from aware3d.rendering import RandomDraws
 from aware3d.training.presets import get_train_preset

@@ -16,7 +16,8 @@ import torch
 from aware3d.models.eg3d import eg3d_focal, eg3d_lookat_cameras
 from aware3d.models.eg3d.convert import convert_snapshot, load_official_snapshot
 from aware3d.models.eg3d.shapes import official_shape_points, official_sigma_volume
-from aware3d.models.eg3d.triplane import eg3d_rays, project_onto_planes, sample_from_planes
+from aware3d.models.eg3d.rays import eg3d_rays
+from aware3d.nn.triplane import project_onto_planes, sample_from_planes
 from aware3d.rendering import RandomDraws, composite, render_rays, sample_importance, stratified_parts
 
 from .conftest import require_reference

@@ -17,7 +17,7 @@ from aware3d.io.media import make_grid, to_uint8
 from aware3d.models.eg3d.shapes import OFFICIAL_PAD_VALUE, official_shape_points, official_sigma_volume
 from aware3d.tools import interpolate as interpolate_tool
 from aware3d.tools import video as video_tool
-from aware3d.tools.common import LatentViews, caches_planes
+from aware3d.tools.common import LatentViews
 
 from .conftest import require_reference
 
@@ -47,7 +47,7 @@ def count_backbone_rows(G) -> list[int]:
 
 def test_latent_views_match_synthesis_for_eg3d_and_pigan(eg3d_tiny):
     G = eg3d_tiny
-    assert caches_planes(G) and not caches_planes(aware3d.load("pigan-tiny"))
+    assert G.capabilities.plane_cache and not aware3d.load("pigan-tiny").capabilities.plane_cache
     cfg = G.eval_render_config(4)
     with torch.no_grad():
         w = G.mapping(G.z_from_seeds([0, 1]), 0.7)

@@ -56,8 +56,17 @@ class SphereGenerator(Generator3D):
         self.z_dim = 4
         self.dummy = torch.nn.Parameter(torch.zeros(1))  # gives the module a device
 
-    def mapping(self, z, truncation_psi=1.0, cameras=None):
+    def mapping(self, z, truncation_psi=1.0, cameras=None, condition=None):
         return z
+
+    def update_w_avg(self, *args, **kwargs):
+        return torch.zeros(self.z_dim)
+
+    def density(self, w):
+        return lambda points: self.field(points, torch.zeros_like(points))[1]
+
+    def color(self, w):
+        return lambda points: self.field(points, torch.zeros_like(points))[0]
 
     def eval_render_config(self, num_samples=None, **changes):
         return replace(self.config.eval_render, **changes)
@@ -77,7 +86,8 @@ class SphereGenerator(Generator3D):
 
         def img(x):
             return x.reshape(B, res, res, -1).permute(0, 3, 1, 2)
-        return GeneratorOutput(img(out.features) * 2 - 1, img(out.depth[..., None]), img(out.opacity[..., None]))
+        return GeneratorOutput(img(out.features) * 2 - 1, img(out.depth[..., None]), img(out.opacity[..., None]),
+                               surface_depth=img(out.surface_depth[..., None]))
 
 
 @pytest.mark.parametrize("grid", ["pixel_centers", "edge_aligned"])
@@ -187,7 +197,7 @@ def test_side_trains_caches_and_scores_a_generator(tmp_path, tiny):
     assert second["results"] == pytest.approx(first["results"], nan_ok=True)
     with pytest.raises(ValueError, match="ground-truth depth"):
         class NoTruth:  # an image dataset without ground truth (like an image folder)
-            name, resolution, has_labels = "photos", 16, False
+            name, resolution, has_labels, has_ground_truth = "photos", 16, False, False
 
             def __len__(self):
                 return 4

@@ -1,7 +1,8 @@
 """Command-line options generated from option dataclasses.
 
 Each field becomes ``--field-name``; its help text is the attribute docstring (the string literal under
-the field). Lists take several values (``--seeds 0 1 2``), booleans become ``--flag / --no-flag``.
+the field). Lists take several values (``--seeds 0 1 2``), booleans become ``--flag / --no-flag``; a field's
+``metadata={"aliases": ("--class",)}`` adds other spellings (for names Python reserves).
 """
 
 from __future__ import annotations
@@ -56,10 +57,10 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         help_text = docs.get(f.name, "")
-        flag = "--" + f.name.replace("_", "-")
+        flags = ["--" + f.name.replace("_", "-"), *f.metadata.get("aliases", ())]
         kw: dict[str, Any] = {"help": help_text, "dest": f.name}
         if tp is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, **kw)
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, default=default, **kw)
             continue
         if origin in (list, tuple):
             inner = get_args(tp)[0] if get_args(tp) else str
@@ -72,7 +73,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kw.pop("dest")
             parser.add_argument(f.name, **kw)
         else:
-            parser.add_argument(flag, default=default, **kw)
+            parser.add_argument(*flags, default=default, **kw)
 
 
 def dataclass_from_args(cls: type, ns: argparse.Namespace):

@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable
+import textwrap
+from typing import Any, Callable
 
+from ..config import apply_overrides, to_dict
+from ..training.curriculum import Curriculum
+from ..training.presets import TrainPreset
+from ..training.schedule import NamedSchedule
 from ..training.trainer import TrainingDiverged
 from .args import add_dataclass_arguments, dataclass_from_args
 
@@ -36,25 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         add_dataclass_arguments(p, cls)
-    sub.add_parser("presets", help="list the model presets")
+    p = sub.add_parser("presets", help="list the model and training presets, or show one (--show NAME)",
+                       description="List the model and training presets; --show NAME prints one: a training "
+                                   "preset's stages, schedules and settings, or a model preset's config.")
+    p.add_argument("--show", metavar="NAME", help="the preset to print (a training preset, else a model preset)")
+    p.add_argument("--model", action="store_true", help="with --show: print the model preset NAME (all settings)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.verb == "presets":
-        from ..models.registry import all_presets
-
-        from ..training.presets import train_presets
-
-        print("model presets (render / convert / --checkpoint):")
-        for name, (family, _) in sorted(all_presets().items()):
-            print(f"  {name:20s} {family.name}")
-        print("training presets (aware3d train --preset):")
-        for name, p in sorted(train_presets().items()):
-            stages = ", ".join(f"{s.resolution}px@{s.start}" for s in p.curriculum.stages)
-            print(f"  {name:20s} {p.family:8s} model {p.model}, data {p.data or '(--data needed)'}, stages {stages}")
-        return 0
+        return presets_verb(args.show, args.model)
     cls, run, _ = _verbs()[args.verb]
     try:
         result = run(dataclass_from_args(cls, args))
@@ -70,6 +68,125 @@ def main(argv: list[str] | None = None) -> int:
         summary["files_written"] = len(result["files"])
     print(json.dumps(summary, indent=2, default=str))
     return 0
+
+
+# ------------------------------------------------------------------------------------------- presets
+def presets_verb(show: str | None, model: bool = False) -> int:
+    """``aware3d presets [--show NAME [--model]]``: list every preset, or print one (exit status 2 for an
+    unknown name, with the valid names)."""
+    from ..models.registry import all_presets
+    from ..training.presets import train_presets
+
+    models, trains = all_presets(), train_presets()
+    if show is None:
+        _list_presets(models, trains)
+        return 0
+    if show in trains and not model:
+        print("\n".join(train_preset_lines(show, trains[show])))
+        return 0
+    if show in models:
+        print("\n".join(model_preset_lines(show)))
+        return 0
+    what = "model preset" if model else "preset"
+    valid = f"model presets: {', '.join(sorted(models))}"
+    if not model:
+        valid = f"training presets: {', '.join(sorted(trains))}; {valid}"
+    print(f"aware3d presets: error: unknown {what} {show!r}; {valid}", file=sys.stderr)
+    return 2
+
+
+def _list_presets(models: dict, trains: dict) -> None:
+    print("model presets (render / convert / --checkpoint):")
+    for name, (family, _) in sorted(models.items()):
+        print(f"  {name:20s} {family.name}")
+    print("training presets (aware3d train --preset):")
+    for name, p in sorted(trains.items()):
+        stages = ", ".join(f"{s.resolution}px@{s.start}" for s in p.curriculum.stages)
+        print(f"  {name:20s} {p.family:8s} model {p.model}, data {p.data or '(--data needed)'}, stages {stages}")
+    print("details of one: aware3d presets --show NAME")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def _settings(cfg: Any, nested: bool) -> list[str]:
+    """``key=value`` for a config's fields; nested sections as ``section.key=value`` (or left out)."""
+    data = to_dict(cfg)
+    return _flat(data if nested else {k: v for k, v in data.items() if not isinstance(v, dict)})
+
+
+def _flat(d: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in d.items():
+        out += _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}={_fmt(v)}"]
+    return out
+
+
+def _wrapped(title: str, items: list[str]) -> list[str]:
+    return textwrap.wrap(", ".join(items) or "(none)", 100, initial_indent=f"{title}: ", subsequent_indent="    ")
+
+
+def _table(headers: list[str], rows: list[list[str]], indent: str = "  ") -> list[str]:
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    return [indent + "  ".join(c.rjust(w) for c, w in zip(r, widths)).rstrip() for r in [headers, *rows]]
+
+
+def _kimg(images: float) -> str:
+    return f"{images / 1e3:g}"
+
+
+def schedule_lines(named: NamedSchedule, cur: Curriculum, total_steps: int) -> list[str]:
+    """A schedule as a table of values at its key points and at 0, 1/4 ... 1 of the run (in the schedule's
+    unit), each row with the step and the thousands of real images shown (kimg) it corresponds to."""
+    sch = named.schedule
+    unit = "steps" if sch.unit == "step" else "images shown"
+    if sch.is_constant():
+        return [f"  {named.name} = {_fmt(sch.value_at(0))} throughout ({named.about})"]
+    end = total_steps if sch.unit == "step" else cur.images_seen(total_steps)
+    xs = sch.key_points(until=end) + [round(end * i / 4) for i in range(5)]
+    if sch.unit == "step":
+        rows = [[str(x), _kimg(cur.images_seen(x)), _fmt(v)] for x, v in sch.table(xs)]
+    else:  # the step column: the first step that has seen that many images
+        rows = [[str(cur.step_at_images(x)), _kimg(x), _fmt(v)] for x, v in sch.table(xs)]
+    return [f"  {named.name} ({named.about}; by {unit}):", *_table(["step", "kimg", "value"], rows, "    ")]
+
+
+def train_preset_lines(name: str, p: TrainPreset) -> list[str]:
+    """What ``aware3d presets --show NAME`` prints for a training preset."""
+    from ..models.registry import get_preset
+
+    cur = p.curriculum
+    family, model_cfg = get_preset(p.model)
+    model_cfg = apply_overrides(model_cfg, list(p.model_overrides))
+    lines = [f"training preset {name} (family {p.family})",
+             *textwrap.wrap(f"model preset: {p.model}" + (f" with {' '.join(p.model_overrides)}" if p.model_overrides
+                                                          else ""), 100, subsequent_indent="    "),
+             f"data: {p.data or '(none: --data needed)'}",
+             f"total steps: {p.total_steps} ({_kimg(cur.images_seen(p.total_steps))} kimg of real images)",
+             "stages:"]
+    rows = [[str(s.start), _kimg(cur.images_seen(s.start)), str(s.resolution), str(s.batch_size), str(s.batch_split),
+             str(s.num_samples), str(s.num_samples if s.num_importance is None else s.num_importance),
+             _fmt(s.g_lr), _fmt(s.d_lr)] for s in cur.stages]
+    lines += _table(["start", "kimg", "resolution", "batch", "split", "samples", "importance", "g_lr", "d_lr"], rows)
+    lines += _wrapped("curriculum", [item for item in _settings(cur, nested=False) if not item.startswith("stages=")])
+    lines.append("schedules (key points and 0, 1/4 ... 1 of the run; kimg = thousands of real images shown):")
+    for named in (*cur.schedules(), *p.loss.schedules()):
+        lines += schedule_lines(named, cur, p.total_steps)
+    lines += _wrapped(f"loss ({type(p.loss).__name__})", _settings(p.loss, nested=True))
+    lines += _wrapped(f"discriminator ({type(p.discriminator).__name__})", _settings(p.discriminator, nested=True))
+    lines += _wrapped(f"model ({family.name}, key settings)", _settings(model_cfg, nested=False))
+    lines.append(f"every model setting: aware3d presets --show {p.model} --model")
+    return lines
+
+
+def model_preset_lines(name: str) -> list[str]:
+    """What ``aware3d presets --show NAME`` prints for a model preset: every setting of its config."""
+    from ..models.registry import get_preset
+
+    family, cfg = get_preset(name)
+    return [f"model preset {name} (family {family.name}, {type(cfg).__name__}):",
+            *(f"  {item}" for item in _settings(cfg, nested=True))]
 
 
 if __name__ == "__main__":

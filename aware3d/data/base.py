@@ -17,6 +17,29 @@ mirrored scene as exactly the flipped image: the ray of pixel column j is the re
 column W-1-j. For pi-GAN look-at cameras this maps (yaw, pitch) to (pi - yaw, pitch) (EpiGRAF: yaw to
 -yaw), which is what the seeds do when they flip a posed image.
 
+Named extras. Beside the image and camera, a dataset may return more per-item data in
+``ImageBatch.extras`` (a ``dict[str, Tensor]``, empty by default, batch dim first); which names a dataset
+returns is its :attr:`ImageDataset.extra_names`, the same for every item. The names and their
+conventions (B batch, H = W = resolution):
+
+* ``light_dir`` (B, 3) float32: world-frame unit vector **toward** the light (synthetic sets).
+* ``identity`` (B, Di) float32 and ``expression`` (B, De) float32: the scene parameters the synthetic
+  generator drew (:data:`aware3d.data.synthetic.HEAD_IDENTITY_NAMES` (Di = 32) /
+  ``HEAD_EXPRESSION_NAMES`` (De = 2) for heads; objects have ``identity`` only,
+  ``OBJECT_IDENTITY_NAMES`` (Di = 15)).
+* ``mask`` (B, 1, H, W) float32 in {0, 1}: foreground (1 where the pixel-centre ray hits the scene).
+* ``depth`` (B, 1, H, W) float32: distance along the unit ray from the camera centre, world units; 0 on
+  background (use ``mask``).
+* ``normals`` (B, 3, H, W) float32: world-space unit outward normals; 0 on background.
+* ``class_label`` (B,) int64 in [0, ``dataset.num_classes``): the class of a conditional image dataset
+  (StyleGAN2-ADA / EpiGRAF integer ``labels`` in ``dataset.json``).
+
+Mirrored items carry mirrored extras (the world reflected across x = 0, as for cameras): image-like maps
+(``mask``, ``depth``, ``normals``) are flipped left-right, the x component of ``normals`` and
+``light_dir`` is negated, and ``identity``, ``expression`` and ``class_label`` are kept (the scene
+parameters have no mirrored form: they describe the unmirrored scene). :data:`EXTRA_MIRRORS` holds these
+rules; a new extra needs one there before a mirrored dataset can return it.
+
 Use :func:`open_dataset` to get one: a synthetic dataset name, a folder of images or a zip.
 """
 
@@ -25,15 +48,16 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import dataclass, fields
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
 
 __all__ = [
-    "DatasetError", "DatasetNotFoundError", "ImageBatch", "ImageDataset", "ImageItem", "LABEL_DIM",
-    "flip_images", "mirror_cam2world", "mirror_eg3d_label", "mirror_intrinsics", "open_dataset",
+    "EXTRA_MIRRORS", "DatasetError", "DatasetNotFoundError", "ImageBatch", "ImageDataset", "ImageItem", "LABEL_DIM",
+    "flip_images", "mirror_cam2world", "mirror_directions", "mirror_eg3d_label", "mirror_extras", "mirror_intrinsics",
+    "mirror_normal_maps", "open_dataset",
 ]
 
 LABEL_DIM = 25
@@ -65,10 +89,14 @@ class ImageItem:
     """() bool: whether the item has a camera."""
     index: Tensor
     """() int64 position in the dataset."""
+    extras: dict[str, Tensor] = field(default_factory=dict)
+    """Named extras without the batch dim (see the module docstring)."""
 
     def to(self, *args, **kwargs) -> "ImageItem":
-        """Move every tensor (``Tensor.to`` arguments)."""
-        return ImageItem(**{f.name: getattr(self, f.name).to(*args, **kwargs) for f in fields(self)})
+        """Move every tensor, extras included (``Tensor.to`` arguments)."""
+        return ImageItem(self.image.to(*args, **kwargs), self.label.to(*args, **kwargs),
+                         self.has_label.to(*args, **kwargs), self.index.to(*args, **kwargs),
+                         {k: v.to(*args, **kwargs) for k, v in self.extras.items()})
 
 
 @dataclass
@@ -84,28 +112,46 @@ class ImageBatch:
     """(B,) bool: which items have a camera."""
     index: Tensor
     """(B,) int64 item positions in the dataset (mirrored items count from the unmirrored length)."""
+    extras: dict[str, Tensor] = field(default_factory=dict)
+    """Named extras, batch dim first (names, shapes and dtypes in the module docstring); the keys are the
+    dataset's :attr:`ImageDataset.extra_names`."""
 
     def to(self, *args, **kwargs) -> "ImageBatch":
-        """Move every tensor (``Tensor.to`` arguments, e.g. a device)."""
-        return ImageBatch(**{f.name: getattr(self, f.name).to(*args, **kwargs) for f in fields(self)})
+        """Move every tensor, extras included (``Tensor.to`` arguments, e.g. a device)."""
+        return ImageBatch(self.image.to(*args, **kwargs), self.label.to(*args, **kwargs),
+                          self.has_label.to(*args, **kwargs), self.index.to(*args, **kwargs),
+                          {k: v.to(*args, **kwargs) for k, v in self.extras.items()})
 
     def __len__(self) -> int:
         return self.image.shape[0]
 
     def __getitem__(self, i: int) -> ImageItem:
         """Item ``i`` of the batch."""
-        return ImageItem(self.image[i], self.label[i], self.has_label[i], self.index[i])
+        return ImageItem(self.image[i], self.label[i], self.has_label[i], self.index[i],
+                         {k: v[i] for k, v in self.extras.items()})
+
+    def extra(self, name: str) -> Tensor:
+        """Extra ``name``; a ``KeyError`` listing the extras this batch has when it is absent."""
+        if name not in self.extras:
+            have = ", ".join(sorted(self.extras)) or "none"
+            raise KeyError(f"this batch has no extra {name!r} (it has: {have}); see the dataset's extra_names")
+        return self.extras[name]
 
     @staticmethod
     def collate(items: "Sequence[ImageItem] | ImageBatch") -> "ImageBatch":
-        """``collate_fn`` for a ``torch.utils.data.DataLoader``: stacks items; a batch (what
-        :meth:`ImageDataset.__getitems__` returns) passes through unchanged."""
+        """``collate_fn`` for a ``torch.utils.data.DataLoader``: stacks items (extras too; every item must
+        have the same extras); a batch (what :meth:`ImageDataset.__getitems__` returns) passes through."""
         if isinstance(items, ImageBatch):
             return items
         if not items:
             raise ValueError("cannot collate an empty list of items")
-        return ImageBatch(**{f.name: torch.stack([getattr(it, f.name) for it in items])
-                             for f in fields(ImageItem)})
+        names = set(items[0].extras)
+        for it in items:
+            if set(it.extras) != names:
+                raise ValueError(f"cannot collate items with different extras: {sorted(names)} and {sorted(it.extras)}")
+        return ImageBatch(torch.stack([it.image for it in items]), torch.stack([it.label for it in items]),
+                          torch.stack([it.has_label for it in items]), torch.stack([it.index for it in items]),
+                          {k: torch.stack([it.extras[k] for it in items]) for k in items[0].extras})
 
 
 # ========================================================================================== mirroring
@@ -147,13 +193,55 @@ def flip_images(images: Tensor) -> Tensor:
     return images.flip(-1)
 
 
+def _neg_x(like: Tensor) -> Tensor:
+    return torch.tensor([-1.0, 1.0, 1.0], dtype=like.dtype, device=like.device)
+
+
+def mirror_directions(v: Tensor) -> Tensor:
+    """World vectors (..., 3) (e.g. ``light_dir``) reflected across the x = 0 plane: x negated."""
+    return v * _neg_x(v)
+
+
+def mirror_normal_maps(normals: Tensor) -> Tensor:
+    """World-space normal maps (..., 3, H, W) of the mirrored scene: flipped left-right, x negated."""
+    return flip_images(normals) * _neg_x(normals)[:, None, None]
+
+
+EXTRA_MIRRORS: dict[str, Callable[[Tensor], Tensor] | None] = {
+    "light_dir": mirror_directions,
+    "identity": None,
+    "expression": None,
+    "mask": flip_images,
+    "depth": flip_images,
+    "normals": mirror_normal_maps,
+    "class_label": None,
+}
+"""How each named extra (batch dim first) is mirrored; None keeps it unchanged (see the module docstring)."""
+
+
+def mirror_extras(extras: dict[str, Tensor], flipped: Tensor) -> dict[str, Tensor]:
+    """Extras (batch dim first) with rows ``flipped`` (B,) bool mirrored by :data:`EXTRA_MIRRORS`."""
+    out = {}
+    for name, value in extras.items():
+        if name not in EXTRA_MIRRORS:
+            raise DatasetError(f"extra {name!r} has no mirror rule; add one to aware3d.data.base.EXTRA_MIRRORS "
+                               "(or open the dataset without mirror)")
+        rule = EXTRA_MIRRORS[name]
+        if rule is not None:
+            value = torch.where(flipped.reshape(-1, *([1] * (value.ndim - 1))), rule(value), value)
+        out[name] = value
+    return out
+
+
 # ========================================================================================== dataset
 
 class ImageDataset(torch.utils.data.Dataset):
     """Base of every dataset: images at ``resolution`` with optional cameras, mirror augmentation.
 
     Subclasses implement :attr:`base_length`, :meth:`_load` (unmirrored items), :meth:`_fingerprint_parts`
-    and :attr:`has_labels`; this class handles indexing, mirroring, batching and fingerprints.
+    and :attr:`has_labels`, and, when they return extras, :attr:`extra_names` and
+    :meth:`_load_with_extras`; this class handles indexing, mirroring (extras included), batching and
+    fingerprints.
     ``dataset[i]`` is an :class:`ImageItem`; :meth:`get_batch` an :class:`ImageBatch`. With a
     ``torch.utils.data.DataLoader`` pass ``collate_fn=ImageBatch.collate`` (or use :meth:`loader`):
     whole batches are then fetched through :meth:`__getitems__` (vectorised for synthetic data).
@@ -177,10 +265,32 @@ class ImageDataset(torch.utils.data.Dataset):
         """Whether every item has a camera label."""
         raise NotImplementedError
 
+    @property
+    def has_ground_truth(self) -> bool:
+        """Whether ``ground_truth(indices)`` serves the scenes' depth, normals and masks (synthetic data)."""
+        return False
+
+    @property
+    def extra_names(self) -> tuple[str, ...]:
+        """Names of the extras every batch carries in ``ImageBatch.extras`` (conventions in the module
+        docstring); none by default."""
+        return ()
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes of the ``class_label`` extra (labels lie in [0, num_classes)); 0 when the
+        dataset has no class labels."""
+        return 0
+
     def _load(self, indices: list[int]) -> tuple[Tensor, Tensor, Tensor]:
         """Unmirrored items ``indices`` (each in [0, base_length)): image (B, 3, R, R) in [-1, 1],
         label (B, 25), has_label (B,) bool."""
         raise NotImplementedError
+
+    def _load_with_extras(self, indices: list[int]) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """:meth:`_load` plus the unmirrored extras named by :attr:`extra_names`. Subclasses with extras
+        override this (synthetic sets get image and ground truth from one rendering)."""
+        return (*self._load(indices), {})
 
     def _fingerprint_parts(self) -> dict[str, Any]:
         """JSON-ready description of everything that defines the unmirrored images at this resolution."""
@@ -218,13 +328,18 @@ class ImageDataset(torch.utils.data.Dataset):
     def get_batch(self, indices: Sequence[int] | Tensor) -> ImageBatch:
         """Items ``indices`` (ints, negatives count from the end) as one :class:`ImageBatch`."""
         idx, items, flipped = self._positions(indices, "get_batch")
-        image, label, has_label = self._load(items)
+        image, label, has_label, extras = self._load_with_extras(items)
+        if set(extras) != set(self.extra_names):
+            raise DatasetError(f"{type(self).__name__} {self.name!r} loaded extras {sorted(extras)} but declares "
+                               f"extra_names {sorted(self.extra_names)}")
         if bool(flipped.any()):
             image = torch.where(flipped[:, None, None, None], flip_images(image), image)
             relabel = flipped & has_label
             label = torch.where(relabel[:, None], mirror_eg3d_label(label), label)
+            extras = mirror_extras(extras, flipped)
         return ImageBatch(image=image.contiguous(), label=label, has_label=has_label,
-                          index=torch.tensor(idx, dtype=torch.int64))
+                          index=torch.tensor(idx, dtype=torch.int64),
+                          extras={k: v.contiguous() for k, v in extras.items()})
 
     def get_labels(self, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
         """Camera labels (B, 25) and has_label (B,) of items ``indices`` (mirrored items mirrored), without
@@ -285,8 +400,9 @@ def open_dataset(source: str, resolution: int, *, mirror: bool = False, skip_cor
     Args:
         source: a synthetic name (``synthetic-heads``, ``synthetic-objects``), optionally with ``:N``
             (``synthetic-heads:4096``: its first N items, rendered once and served from memory), a folder
-            of images (png, jpg, jpeg, webp, bmp, found recursively) or a ``.zip`` of them; labels come
-            from a ``dataset.json`` at the root (EG3D ``labels`` or EpiGRAF ``camera_angles``).
+            of images (png, jpg, jpeg, webp, bmp, found recursively) or a ``.zip`` of them; cameras come
+            from a ``dataset.json`` at the root (EG3D ``labels`` or EpiGRAF ``camera_angles``), integer
+            ``labels`` become the ``class_label`` extra.
         resolution: side of the square output images in pixels.
         mirror: append left-right mirrored copies with mirrored cameras (length doubles).
         skip_corrupt: skip unreadable images with a warning each (listed in ``dataset.skipped``)

@@ -4,7 +4,7 @@ Files: every png / jpg / jpeg / webp / bmp (any letter case) found recursively, 
 (``/``-separated); a zip is read the same way (``__MACOSX/`` entries ignored) and opened lazily once per
 process, so datasets pickle into ``DataLoader`` workers (each worker opens its own handle).
 
-Labels come from a ``dataset.json`` at the root, in either layout:
+Cameras come from a ``dataset.json`` at the root, in either layout:
 
 * EG3D: ``{"labels": [["dir/img.png", [25 floats]], ...]}`` (a ``{path: label}`` object works too;
   ``null`` marks an unlabelled image). The 25 floats are the row-major OpenCV cam2world and the
@@ -18,10 +18,19 @@ Labels come from a ``dataset.json`` at the root, in either layout:
   [0, pi] from +y, i.e. pi-GAN angles). Defaults: radius 1, fov 12 degrees (EpiGRAF's FFHQ config);
   what was used is in ``dataset.camera_info``. Roll must be 0.
 
-When both exist, ``labels`` win (an EG3D label is exact; angles lose the intrinsics). Keys are
-matched by exact relative path, then without a leading ``<root name>/``, then ignoring the extension
-(as EpiGRAF does). A key naming no image, or images missing from a label table that covers others,
-is an error naming them.
+When both hold cameras, ``labels`` win (an EG3D label is exact; angles lose the intrinsics).
+
+Class labels: when ``labels`` holds integers (StyleGAN2-ADA conditional datasets,
+``{"labels": [["dir/img.png", 3], ...]}`` or ``{path: 3}``; EpiGRAF keeps its cameras in
+``camera_angles`` beside them), they become the ``class_label`` extra ((B,) int64, see
+:mod:`aware3d.data.base`) and ``dataset.num_classes`` is 1 + the largest. Every image then needs a
+non-negative integer class: a missing image, a null or a malformed value is an error naming the file.
+``labels`` that are neither cameras nor integers are ignored with a warning when ``camera_angles`` exist
+(an error otherwise).
+
+Keys are matched by exact relative path, then without a leading ``<root name>/``, then ignoring the
+extension (as EpiGRAF does). A key naming no image, or images missing from a label table that covers
+others, is an error naming them.
 
 Preprocessing (:class:`Preprocess`): crop a square (centred by default, or pi-GAN's CelebA crop, or no
 crop and a squash, or a fixed box), resize it to the resolution with an antialiasing PIL filter (one
@@ -470,39 +479,95 @@ def _as_floats(value: Any, n: tuple[int, ...], key: str, what: str) -> list[floa
     return out
 
 
-def _label_table(meta: dict | None, files: list[str], root_name: str) -> tuple[Tensor, Tensor, bool, dict | None]:
-    """(labels (N, 25), has_label (N,), listed (N,) bool, camera_info) for every scanned file."""
+@dataclass
+class _LabelTable:
+    """What ``dataset.json`` says about every scanned file (N of them)."""
+
+    labels: Tensor
+    """(N, 25) EG3D camera labels, zeros where unlabelled."""
+    has: Tensor
+    """(N,) bool: which files have a camera."""
+    listed: Tensor
+    """(N,) bool: which files appear in the camera table (null entries included)."""
+    camera_info: dict | None = None
+    """Where the cameras came from (``dataset.camera_info``), or None without cameras."""
+    classes: Tensor | None = None
+    """(N,) int64 class labels, -1 for files the class table does not list; None without class labels."""
+
+    @staticmethod
+    def empty(n: int, camera_info: dict | None = None) -> "_LabelTable":
+        """No labels yet for ``n`` files."""
+        return _LabelTable(torch.zeros(n, LABEL_DIM), torch.zeros(n, dtype=torch.bool),
+                           torch.zeros(n, dtype=torch.bool), camera_info)
+
+
+def _label_table(meta: dict | None, files: list[str], root_name: str) -> _LabelTable:
+    """Camera and class labels of every scanned file from the parsed ``dataset.json`` (module docstring)."""
     n = len(files)
-    labels = torch.zeros(n, LABEL_DIM)
-    has = torch.zeros(n, dtype=torch.bool)
-    listed = torch.zeros(n, dtype=torch.bool)
     if not meta:
-        return labels, has, listed, None
+        return _LabelTable.empty(n)
     raw_labels, raw_angles = meta.get("labels"), meta.get("camera_angles")
+    classes = None
     if raw_labels is not None:
-        pairs = list(raw_labels.items()) if isinstance(raw_labels, dict) else raw_labels
-        if not isinstance(pairs, list) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
-            raise DatasetError(f"{LABELS_FILE}: 'labels' must be a list of [relative_path, label] pairs "
-                               "(EG3D layout) or an object {relative_path: label}")
+        pairs = _label_pairs(raw_labels)
         values = [p[1] for p in pairs]
-        is_camera = all(v is None or (isinstance(v, (list, tuple)) and len(v) == LABEL_DIM) for v in values)
-        if is_camera:
-            index = match_keys([p[0] for p in pairs], files, root_name, "labels")
-            for key, value in pairs:
-                i = index[key]
-                listed[i] = True
-                floats = _as_floats(value, (LABEL_DIM,), key, "the label")
-                if floats is not None:
-                    labels[i] = torch.tensor(floats)
-                    has[i] = True
-            return labels, has, listed, {"source": "labels"}
-        if raw_angles is None:
-            raise DatasetError(f"{LABELS_FILE}: 'labels' are not EG3D camera labels ({LABEL_DIM} numbers or null "
-                               "per image), and there are no 'camera_angles' to use instead")
-        warnings.warn(f"{LABELS_FILE}: 'labels' are not camera labels (class labels?); using 'camera_angles'",
-                      stacklevel=3)
-    if raw_angles is None:
-        return labels, has, listed, None
+        if all(v is None or (isinstance(v, (list, tuple)) and len(v) == LABEL_DIM) for v in values):
+            return _camera_label_table(pairs, files, root_name)
+        if any(_is_int(v) for v in values):
+            classes = _class_table(pairs, files, root_name)
+        elif raw_angles is None:
+            raise DatasetError(f"{LABELS_FILE}: 'labels' are neither EG3D camera labels ({LABEL_DIM} numbers or null "
+                               "per image) nor integer class labels, and there are no 'camera_angles' to use instead")
+        else:
+            warnings.warn(f"{LABELS_FILE}: 'labels' are neither camera labels nor integer class labels; ignoring "
+                          "them and using 'camera_angles'", stacklevel=3)
+    table = _LabelTable.empty(n) if raw_angles is None else _angle_table(meta, raw_angles, files, root_name)
+    table.classes = classes
+    return table
+
+
+def _label_pairs(raw_labels: Any) -> list:
+    """``labels`` as a list of [relative_path, value] pairs (EG3D list layout or a {path: value} object)."""
+    pairs = list(raw_labels.items()) if isinstance(raw_labels, dict) else raw_labels
+    if not isinstance(pairs, list) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
+        raise DatasetError(f"{LABELS_FILE}: 'labels' must be a list of [relative_path, label] pairs "
+                           "(EG3D / StyleGAN2-ADA layout) or an object {relative_path: label}")
+    return pairs
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _camera_label_table(pairs: list, files: list[str], root_name: str) -> _LabelTable:
+    """EG3D camera labels: 25 numbers (or null) per listed file."""
+    table = _LabelTable.empty(len(files), {"source": "labels"})
+    index = match_keys([p[0] for p in pairs], files, root_name, "labels")
+    for key, value in pairs:
+        i = index[key]
+        table.listed[i] = True
+        floats = _as_floats(value, (LABEL_DIM,), key, "the label")
+        if floats is not None:
+            table.labels[i] = torch.tensor(floats)
+            table.has[i] = True
+    return table
+
+
+def _class_table(pairs: list, files: list[str], root_name: str) -> Tensor:
+    """(N,) int64 integer class labels (StyleGAN2-ADA / EpiGRAF ``labels``), -1 for unlisted files."""
+    index = match_keys([p[0] for p in pairs], files, root_name, "labels")
+    classes = torch.full((len(files),), -1, dtype=torch.int64)
+    for key, value in pairs:
+        if not _is_int(value) or value < 0:
+            hint = " (every image needs a class; null is not allowed)" if value is None else ""
+            raise DatasetError(f"{LABELS_FILE}: the class label of {key!r} must be a non-negative integer{hint}, "
+                               f"got {value!r} ('labels' holds integer class labels: other entries are integers)")
+        classes[index[key]] = value
+    return classes
+
+
+def _angle_table(meta: dict, raw_angles: Any, files: list[str], root_name: str) -> _LabelTable:
+    """EpiGRAF ``camera_angles`` (with the optional ``camera`` entry) converted to EG3D labels."""
     if not isinstance(raw_angles, dict):
         raise DatasetError(f"{LABELS_FILE}: 'camera_angles' must be an object {{relative_path: [yaw, pitch, roll]}} "
                            "(EpiGRAF layout)")
@@ -512,10 +577,11 @@ def _label_table(meta: dict | None, files: list[str], root_name: str) -> tuple[T
                            f"{', '.join(DEFAULT_EPIGRAF_CAMERA)}, got {camera!r}")
     used = {**DEFAULT_EPIGRAF_CAMERA, **camera}
     defaults = sorted(set(DEFAULT_EPIGRAF_CAMERA) - set(camera))
+    table = _LabelTable.empty(len(files), {"source": "camera_angles", **used, "defaults_used": defaults})
     index = match_keys(list(raw_angles), files, root_name, "camera_angles")
     rows, targets = [], []
     for key, value in raw_angles.items():
-        listed[index[key]] = True
+        table.listed[index[key]] = True
         floats = _as_floats(value, (2, 3), key, "camera_angles")
         if floats is None:
             continue
@@ -529,17 +595,33 @@ def _label_table(meta: dict | None, files: list[str], root_name: str) -> tuple[T
             radius, fov = float(used["radius"]), float(used["fov_deg"])
         except (TypeError, ValueError):
             raise DatasetError(f"{LABELS_FILE}: camera radius and fov_deg must be numbers, got {camera!r}") from None
-        converted = epigraf_labels(torch.tensor(rows, dtype=torch.float32), radius, fov, str(used["angles"]))
-        labels[targets] = converted
-        has[targets] = True
-    info = {"source": "camera_angles", **used, "defaults_used": defaults}
-    return labels, has, listed, info
+        angles = torch.tensor(rows, dtype=torch.float32)
+        table.labels[targets] = epigraf_labels(angles, radius, fov, str(used["angles"]))
+        table.has[targets] = True
+    return table
+
+
+def _check_complete(table: _LabelTable, files: list[str], keep: list[int], path: Path) -> None:
+    """A :class:`DatasetError` naming the kept images (``files[i]`` for i in ``keep``) that a camera or
+    class table leaves out while it lists others."""
+    if table.camera_info is not None:
+        missing = [files[i] for i in keep if not table.listed[i]]
+        if missing:
+            raise DatasetError(f"{LABELS_FILE} in {str(path)!r} labels some images but not {len(missing)} "
+                               f"other(s): {list_some(missing)}; add their labels (null marks an unlabelled image)")
+    if table.classes is not None:
+        missing = [files[i] for i in keep if table.classes[i] < 0]
+        if missing:
+            raise DatasetError(f"{LABELS_FILE} in {str(path)!r} gives class labels to some images but not to "
+                               f"{len(missing)} other(s): {list_some(missing)}; add theirs (every image of a "
+                               "class-conditional dataset needs an integer class)")
 
 
 # ============================================================================================ dataset
 
 class ImageFolderDataset(ImageDataset):
-    """Pictures in a folder or a zip, with optional ``dataset.json`` cameras (see module docstring)."""
+    """Pictures in a folder or a zip, with optional ``dataset.json`` cameras and class labels (see module
+    docstring)."""
 
     def __init__(self, path: str | os.PathLike, resolution: int, *, mirror: bool = False,
                  skip_corrupt: bool = False, length: int | None = None, seed: int = 0,
@@ -571,15 +653,12 @@ class ImageFolderDataset(ImageDataset):
         """Files skipped as corrupt (only with skip_corrupt)."""
         self.skip_reasons: dict[str, str] = dict(scan.corrupt)
         """Why each skipped file was skipped."""
-        all_labels, all_has, listed, self.camera_info = _label_table(scan.meta, scan.files, self.name)
+        table = _label_table(scan.meta, scan.files, self.name)
+        self.camera_info = table.camera_info
         keep = [i for i, f in enumerate(scan.files) if f not in scan.corrupt]
         if not keep:
             raise DatasetError(f"all {len(scan.files)} images in {str(path)!r} are corrupt; nothing to load")
-        if self.camera_info is not None:
-            missing = [scan.files[i] for i in keep if not listed[i]]
-            if missing:
-                raise DatasetError(f"{LABELS_FILE} in {str(path)!r} labels some images but not {len(missing)} "
-                                   f"other(s): {list_some(missing)}; add their labels (null marks an unlabelled image)")
+        _check_complete(table, scan.files, keep, path)
         if length is not None:
             if length < 1:
                 raise DatasetError(f"length must be >= 1, got {length}")
@@ -591,10 +670,13 @@ class ImageFolderDataset(ImageDataset):
         self.subset = None if length is None or length >= len(scan.files) else {"length": length, "seed": seed}
         self.files: list[str] = [scan.files[i] for i in keep]
         """Relative paths of the items, in item order."""
-        self.labels: Tensor = all_labels[keep]
+        self.labels: Tensor = table.labels[keep]
         """(N, 25) labels of the unmirrored items (zeros where unlabelled)."""
-        self.label_mask: Tensor = all_has[keep]
+        self.label_mask: Tensor = table.has[keep]
         """(N,) bool: which unmirrored items have a camera."""
+        self.class_labels: Tensor | None = None if table.classes is None else table.classes[keep]
+        """(N,) int64 class labels of the unmirrored items, or None when dataset.json has none."""
+        self._num_classes = 0 if table.classes is None else int(table.classes.max()) + 1
         self._content_hashes: list[str] | None = None
         if self.preprocess.crop_box is not None:
             for f, size in zip(self.files, (scan.sizes[i] for i in keep)):
@@ -611,6 +693,17 @@ class ImageFolderDataset(ImageDataset):
     @property
     def has_labels(self) -> bool:
         return bool(self.label_mask.all())
+
+    @property
+    def extra_names(self) -> tuple[str, ...]:
+        """``("class_label",)`` when dataset.json has integer class labels, else none."""
+        return () if self.class_labels is None else ("class_label",)
+
+    @property
+    def num_classes(self) -> int:
+        """1 + the largest class label in dataset.json (over every listed file, so a ``length`` subset
+        keeps the count); 0 without class labels."""
+        return self._num_classes
 
     @property
     def is_zip(self) -> bool:
@@ -636,6 +729,10 @@ class ImageFolderDataset(ImageDataset):
                 raise DatasetError(f"{name!r}: {e}") from None
         return torch.stack(images), self.labels[indices].clone(), self.label_mask[indices].clone()
 
+    def _load_with_extras(self, indices: list[int]) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        extras = {} if self.class_labels is None else {"class_label": self.class_labels[indices].clone()}
+        return (*self._load(indices), extras)
+
     def _load_labels(self, indices: list[int]) -> tuple[Tensor, Tensor]:
         return self.labels[indices].clone(), self.label_mask[indices].clone()
 
@@ -646,8 +743,11 @@ class ImageFolderDataset(ImageDataset):
             if any(h is None for h in hashes):  # scanned with check="none": hash now
                 hashes = [h or hashlib.sha256(self._source.read(f)).hexdigest() for h, f in zip(hashes, self.files)]
             self._content_hashes = hashes
-        return {
+        parts = {
             "files": list(zip(self.files, self._content_hashes)),
             "labels": hashlib.sha256(self.labels.numpy().tobytes() + self.label_mask.numpy().tobytes()).hexdigest(),
             "preprocess": to_dict(self.preprocess),
         }
+        if self.class_labels is not None:  # only then, so fingerprints of datasets without classes stay as they were
+            parts["class_labels"] = hashlib.sha256(self.class_labels.numpy().tobytes()).hexdigest()
+        return parts

@@ -1,9 +1,13 @@
 """The synthetic datasets (:mod:`aware3d.data.synthetic`) behind the :class:`ImageDataset` interface.
 
 Items are rendered on access with the vectorised :meth:`SyntheticDataset.get_batch`; every item has a
-camera (its ``eg3d_label``), and the full ground truth (depth, normals, mask, scene parameters) stays
-available through :meth:`SyntheticImageDataset.ground_truth`, mirrored along with the image for
-mirrored items.
+camera (its ``eg3d_label``) and the ground truth comes along as named extras (conventions in
+:mod:`aware3d.data.base`): ``light_dir`` (B, 3), ``identity`` (B, Di), ``expression`` (B, De; heads
+only), ``mask`` (B, 1, H, W), ``depth`` (B, 1, H, W) and ``normals`` (B, 3, H, W), mirrored with the
+image for mirrored items. The in-memory pool (``synthetic-heads:4096``) keeps only the cheap extras
+(``light_dir``, ``identity``, ``expression``) unless built with ``pool_maps=True``: the dense maps hold
+5 floats per pixel, more than the image's 3. Everything else a :class:`SyntheticSample` holds (angles,
+background, ...) stays available through :meth:`SyntheticImageDataset.ground_truth`.
 """
 
 from __future__ import annotations
@@ -17,11 +21,27 @@ from torch import Tensor
 
 from ..config import to_dict
 from .base import (
-    ImageDataset, _check_resolution, flip_images, mirror_cam2world, mirror_eg3d_label, mirror_intrinsics,
+    ImageDataset, _check_resolution, flip_images, mirror_cam2world, mirror_directions, mirror_eg3d_label,
+    mirror_intrinsics, mirror_normal_maps,
 )
 from .synthetic import SYNTHETIC_DATASETS, SyntheticDataset, SyntheticSample
 
-__all__ = ["SyntheticImageDataset", "mirror_sample"]
+__all__ = ["SYNTHETIC_MAP_EXTRAS", "SyntheticImageDataset", "mirror_sample", "synthetic_extra_names"]
+
+SYNTHETIC_MAP_EXTRAS = ("mask", "depth", "normals")
+"""The dense per-pixel extras of a synthetic item (left out of an in-memory pool unless ``pool_maps``)."""
+
+
+def synthetic_extra_names(kind: str, maps: bool = True) -> tuple[str, ...]:
+    """Extras of a synthetic kind ("heads" or "objects"): light_dir, identity, expression (heads only),
+    then the dense maps when ``maps``."""
+    params = ("light_dir", "identity", "expression") if kind == "heads" else ("light_dir", "identity")
+    return params + (SYNTHETIC_MAP_EXTRAS if maps else ())
+
+
+def _sample_extras(sample: SyntheticSample, names: tuple[str, ...]) -> dict[str, Tensor]:
+    """The extras ``names`` of a batched sample (same tensors, float32)."""
+    return {name: getattr(sample, name).to(torch.float32) for name in names}
 
 
 def mirror_sample(sample: SyntheticSample) -> SyntheticSample:
@@ -32,7 +52,6 @@ def mirror_sample(sample: SyntheticSample) -> SyntheticSample:
     become (pi - yaw, pitch) and EpiGRAF angles (-yaw, pitch, roll). ``identity`` / ``expression`` /
     ``background`` still describe the unmirrored scene (the parameters have no mirrored form).
     """
-    neg_x = torch.tensor([-1.0, 1.0, 1.0], dtype=sample.normals.dtype, device=sample.normals.device)
     angles = sample.angles.clone()
     angles[..., 0] = math.pi - angles[..., 0]
     camera_angles = sample.camera_angles.clone()
@@ -40,10 +59,10 @@ def mirror_sample(sample: SyntheticSample) -> SyntheticSample:
     return replace(
         sample,
         image=flip_images(sample.image), depth=flip_images(sample.depth), mask=flip_images(sample.mask),
-        normals=flip_images(sample.normals) * neg_x[:, None, None],
+        normals=mirror_normal_maps(sample.normals),
         cam2world=mirror_cam2world(sample.cam2world), intrinsics=mirror_intrinsics(sample.intrinsics),
         angles=angles, camera_angles=camera_angles, eg3d_label=mirror_eg3d_label(sample.eg3d_label),
-        light_dir=sample.light_dir * neg_x,
+        light_dir=mirror_directions(sample.light_dir),
     )
 
 
@@ -51,11 +70,13 @@ class SyntheticImageDataset(ImageDataset):
     """A synthetic preset (``synthetic-heads``, ``synthetic-objects``) as an :class:`ImageDataset`."""
 
     def __init__(self, name: str, resolution: int, *, mirror: bool = False, length: int | None = None,
-                 seed: int = 0, in_memory: bool = False) -> None:
+                 seed: int = 0, in_memory: bool = False, pool_maps: bool = False) -> None:
         """``in_memory``: render every item once (on first access, at the current resolution) and serve
         images from memory afterwards. Worth it for a short pool (e.g. ``length=4096`` at 32 px, a few
         seconds) read many times, as ``aware3d demo`` does: ray casting a batch costs several percent of a
-        CPU training step. Same images and labels either way."""
+        CPU training step. Same images and labels either way. ``pool_maps``: with ``in_memory``, also
+        keep the dense extras (mask, depth, normals: 5 floats per pixel); without it the pool serves only
+        light_dir, identity and expression."""
         if name not in SYNTHETIC_DATASETS:
             raise KeyError(f"unknown synthetic dataset {name!r}; valid: {', '.join(sorted(SYNTHETIC_DATASETS))}")
         self.name = name
@@ -63,7 +84,8 @@ class SyntheticImageDataset(ImageDataset):
         self.synthetic = SyntheticDataset(name, resolution=_check_resolution(resolution), length=length, seed=seed)
         self.resolution = self.synthetic.resolution
         self.in_memory = bool(in_memory)
-        self._pool: tuple[Tensor, Tensor] | None = None  # (images, labels) of every item, when in_memory
+        self.pool_maps = bool(pool_maps)
+        self._pool: dict[str, Tensor] | None = None  # image, label and the pool's extras of every item
 
     @property
     def base_length(self) -> int:
@@ -72,6 +94,16 @@ class SyntheticImageDataset(ImageDataset):
     @property
     def has_labels(self) -> bool:
         return True
+
+    @property
+    def has_ground_truth(self) -> bool:
+        return True
+
+    @property
+    def extra_names(self) -> tuple[str, ...]:
+        """light_dir, identity, expression (heads only), mask, depth, normals; an in-memory pool without
+        ``pool_maps`` leaves out the last three (see the module docstring)."""
+        return synthetic_extra_names(self.synthetic.config.kind, maps=self.pool_maps or not self.in_memory)
 
     @property
     def fov_deg(self) -> float:
@@ -84,18 +116,26 @@ class SyntheticImageDataset(ImageDataset):
         self._pool = None  # a copy at another resolution renders its own pool
 
     def _load(self, indices: list[int]) -> tuple[Tensor, Tensor, Tensor]:
-        if self.in_memory:
-            images, labels = self._rendered_pool()
-            idx = torch.tensor(indices, dtype=torch.int64)
-            return images[idx], labels[idx], torch.ones(len(indices), dtype=torch.bool)
-        s = self.synthetic.get_batch(indices)
-        return s.image, s.eg3d_label.to(torch.float32), torch.ones(len(indices), dtype=torch.bool)
+        return self._load_with_extras(indices)[:3]
 
-    def _rendered_pool(self, batch: int = 256) -> tuple[Tensor, Tensor]:
+    def _load_with_extras(self, indices: list[int]) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        ones = torch.ones(len(indices), dtype=torch.bool)
+        if self.in_memory:
+            pool = self._rendered_pool()
+            idx = torch.tensor(indices, dtype=torch.int64)
+            return pool["image"][idx], pool["label"][idx], ones, {k: pool[k][idx] for k in self.extra_names}
+        s = self.synthetic.get_batch(indices)
+        return s.image, s.eg3d_label.to(torch.float32), ones, _sample_extras(s, self.extra_names)
+
+    def _rendered_pool(self, batch: int = 256) -> dict[str, Tensor]:
         if self._pool is None:
             n = self.base_length
             parts = [self.synthetic.get_batch(list(range(s, min(s + batch, n)))) for s in range(0, n, batch)]
-            self._pool = (torch.cat([p.image for p in parts]), torch.cat([p.eg3d_label for p in parts]).to(torch.float32))
+            pool = {"image": torch.cat([p.image for p in parts]),
+                    "label": torch.cat([p.eg3d_label for p in parts]).to(torch.float32)}
+            for name in self.extra_names:
+                pool[name] = torch.cat([getattr(p, name) for p in parts]).to(torch.float32)
+            self._pool = pool
         return self._pool
 
     def _load_labels(self, indices: list[int]) -> tuple[Tensor, Tensor]:

@@ -41,8 +41,8 @@ def save_generator(G, path: str | os.PathLike, source: dict[str, Any] | None = N
         "format": FORMAT,
         "version": VERSION,
         "family": G.family,
-        "preset": getattr(G, "preset", None),
-        "source": source or getattr(G, "source", None),
+        "preset": G.preset,
+        "source": source or G.source,
         "config": to_dict(G.config),
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in G.state_dict().items()}

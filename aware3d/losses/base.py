@@ -7,17 +7,30 @@ G reg, D main, D reg). A phase updates one module (``G`` or ``D``) and runs only
 the trainer splits the global batch into chunks (ranks x ``batch_split``), asks the recipe for the loss
 of each chunk, back-propagates ``loss / number_of_chunks``, all-reduces gradients across ranks, checks
 for NaN/inf, clips and steps the optimiser. The recipe never owns an optimiser and never steps.
+
+Hooks with defaults in :class:`RecipeBase` (families override what they need):
+
+* :meth:`RecipeBase.prepare` sees each chunk before its loss: a recipe draws its own conditions for the
+  generated images there (a light code, a morphable-model code, a class label: ``chunk.condition``), or
+  patches, from the chunk's seeded ``generator``; it may read the real images' dataset extras
+  (``chunk.real_extras``: light direction, class label, ...).
+* :meth:`RecipeBase.param_groups` splits a module's parameters into optimiser groups with their own
+  learning-rate scale (ShadeGAN: the surface tracker at 10x G's rate, the mapping network at 0.05x); the
+  trainer multiplies the curriculum's learning rate by each group's ``lr_scale``.
+* The recipe's config implements :class:`aware3d.training.schedule.HasSchedules`: ``schedules()`` names its
+  schedules (``aware3d presets --show`` prints them; a config with none inherits ``NoSchedules``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 import torch
 from torch import Tensor
 
 from ..cameras import Cameras
+from ..models.base import Condition
 from ..rendering import RenderConfig
 
 
@@ -65,6 +78,39 @@ class Chunk:
     """(b, 2) those cameras as pi-GAN (yaw, pitch), radians."""
     generator: torch.Generator
     """Source of every other random draw in this chunk (rendering jitter, noise, ...), seeded per (step, chunk)."""
+    real_extras: dict[str, Tensor] = field(default_factory=dict)
+    """The real images' dataset extras, rows as ``real_images`` (see :mod:`aware3d.data.base`: ``light_dir``,
+    ``class_label``, ``mask``, ...; only what the dataset provides)."""
+    condition: Condition | None = None
+    """What the generated images are conditioned on (set by the recipe's :meth:`RecipeBase.prepare`)."""
+
+    def with_condition(self, condition: Condition | None) -> "Chunk":
+        """This chunk with the generated images' condition set."""
+        return replace(self, condition=condition)
+
+
+@dataclass(frozen=True)
+class ParamGroup:
+    """Parameters of one module updated with a scaled learning rate."""
+
+    name: str
+    """Shown in logs (``lr/G.mapping`` ...)."""
+    params: tuple[torch.nn.Parameter, ...]
+    """The parameters (every parameter of the module belongs to exactly one group)."""
+    lr_scale: float = 1.0
+    """Multiplies the curriculum's learning rate for this module."""
+
+
+class RecipeBase:
+    """Defaults of the optional recipe hooks (see the module docstring); recipes subclass it."""
+
+    def prepare(self, chunk: Chunk, stage: StageState) -> Chunk:
+        """The chunk a phase's loss sees: unchanged by default."""
+        return chunk
+
+    def param_groups(self, module: Literal["G", "D"], net: torch.nn.Module) -> list[ParamGroup]:
+        """Optimiser groups of ``net`` (the module named ``module``): one group at the stage's rate by default."""
+        return [ParamGroup(module, tuple(net.parameters()))]
 
 
 class LossRecipe(Protocol):
@@ -72,6 +118,14 @@ class LossRecipe(Protocol):
 
     def phases(self) -> list[Phase]:
         """The phases of one step, in order."""
+        ...
+
+    def prepare(self, chunk: Chunk, stage: StageState) -> Chunk:
+        """The chunk a phase's loss sees (draw conditions, patches); :class:`RecipeBase` returns it unchanged."""
+        ...
+
+    def param_groups(self, module: Literal["G", "D"], net: torch.nn.Module) -> list[ParamGroup]:
+        """Optimiser groups with learning-rate scales; :class:`RecipeBase` gives one group."""
         ...
 
     def loss(self, phase: Phase, chunk: Chunk, stage: StageState) -> tuple[Tensor, dict[str, Tensor]]:

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..models.base import Generator3D
-from .base import Chunk, Phase, StageState
+from ..training.schedule import NamedSchedule, Piece, Schedule
+from .base import Chunk, Phase, RecipeBase, StageState
 from .gan import logistic_d, nonsaturating_g, r1_penalty, top_k_logits
 
 
@@ -43,13 +44,31 @@ class PiGANLossConfig:
     grad_clip: float | None = 10.0
     """Max gradient norm for G and D updates [grad_clip]; None = no clipping."""
 
+    def topk_schedule(self) -> Schedule:
+        """The fraction of fakes kept for G's loss by step: ``min(1, max(0.99 ** (step / topk_interval),
+        topk_v))``, written as a decay from 1 with the floor topk_v, 1 throughout when topk_v >= 1 (the same
+        values, as ``0.99 ** (step / topk_interval) <= 1`` for step >= 0)."""
+        if self.topk_v >= 1:
+            return Schedule.constant(1.0)
+        if self.topk_interval <= 0:
+            raise ValueError(f"topk_interval must be > 0 steps, got {self.topk_interval}")
+        return Schedule("step", (Piece(0, 1.0, "exponential", self.topk_v, self.topk_interval, 0.99),))
+
+    def topk_fraction(self, step: int) -> float:
+        """Fraction of the fakes, those D scores highest, that G's loss keeps at ``step``."""
+        return self.topk_schedule().value_at(step)
+
+    def schedules(self) -> tuple[NamedSchedule, ...]:
+        """Every schedule of the recipe, named as the methods that evaluate them."""
+        return (NamedSchedule("topk_fraction", self.topk_schedule(), "fraction of fakes kept for G's loss (top-k)"),)
+
 
 def pitch_yaw(angles: Tensor) -> Tensor:
     """pi-GAN's pose target (pitch, yaw) from (yaw, pitch) angles (B, 2)."""
     return angles.flip(-1)
 
 
-class PiGANLoss:
+class PiGANLoss(RecipeBase):
     """The recipe; ``G`` and ``D`` may be the same modules the trainer optimises (no wrappers needed)."""
 
     def __init__(self, G: Generator3D, D: torch.nn.Module, config: PiGANLossConfig = PiGANLossConfig()):
@@ -73,7 +92,8 @@ class PiGANLoss:
         return stage.resolution
 
     def _generate(self, chunk: Chunk, stage: StageState) -> Tensor:
-        out = self.G(chunk.z, chunk.cameras, resolution=stage.resolution, render=stage.render, generator=chunk.generator)
+        out = self.G(chunk.z, chunk.cameras, resolution=stage.resolution, render=stage.render, generator=chunk.generator,
+                     condition=chunk.condition)
         return out.image
 
     def _identity_terms(self, pred, chunk: Chunk) -> tuple[Tensor, dict[str, Tensor]]:
@@ -93,8 +113,7 @@ class PiGANLoss:
         cfg = self.config
         if phase.module == "G":
             fake = self.D(self._generate(chunk, stage), stage.alpha)
-            fraction = min(1.0, max(0.99 ** (stage.step / cfg.topk_interval), cfg.topk_v))
-            adv = nonsaturating_g(top_k_logits(fake.logits, fraction))
+            adv = nonsaturating_g(top_k_logits(fake.logits, cfg.topk_fraction(stage.step)))
             ident, stats = self._identity_terms(fake, chunk)
             return adv + ident, {"G/adv": adv.detach(), **{f"G/{k}": v for k, v in stats.items()}}
 

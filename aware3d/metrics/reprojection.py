@@ -10,9 +10,9 @@ colour difference, in [0, 1] colour units averaged over RGB, between view i's pi
 bilinearly sampled at the projection, over all co-visible pixels. A perfectly 3D-consistent renderer with
 view-independent colour scores about 0; colours that change with the camera score more.
 
-Surface distance: pi-GAN composites the last sample as background (weights sum to 1) and EG3D normalises
-the depth, so their depth is already the surface distance; with a black/white background and "expected"
-depth the render's depth is divided by its opacity (see :func:`surface_depth`).
+Surface distance: the render's ``surface_depth`` (:func:`aware3d.rendering.surface_depth`: the compositing
+weights before any background fill, normalised by their sum), whatever the family's ``depth`` convention
+(pi-GAN's is unnormalised and mixes in the last-sample fill); see :func:`output_surface_depth`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..cameras import Cameras, PixelGrid, generate_rays
+from ..models.base import GeneratorOutput
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,13 @@ class ReprojectionConfig:
     """Occlusion test: |distance to camera j - depth of j| must be below this fraction of the distance."""
 
 
-def surface_depth(depth: Tensor, opacity: Tensor, background: str = "black", depth_mode: str = "expected",
-                  eps: float = 1e-4) -> Tensor:
-    """Distance to the surface from a render's depth: divided by the opacity only when the renderer's depth
-    is an unnormalised expectation over a partially transparent ray (background black/white, expected
-    mode); ``last_sample`` (pi-GAN) and ``normalized`` (EG3D) depths are returned unchanged."""
-    if depth_mode == "normalized" or background == "last_sample":
-        return depth
-    return depth / opacity.clamp_min(eps)
+def output_surface_depth(out: GeneratorOutput) -> Tensor:
+    """(B, 1, H, W) distance to the surface of a render: its ``surface_depth``, the renderer's one definition
+    (:func:`aware3d.rendering.surface_depth`), which every family fills."""
+    if out.surface_depth is None:
+        raise ValueError("this generator's output has no surface_depth: a family fills GeneratorOutput.surface_depth "
+                         "from the renderer's RayOutput.surface_depth (aware3d.rendering.surface_depth)")
+    return out.surface_depth
 
 
 def world_points(cameras: Cameras, depth: Tensor, grid: PixelGrid = "pixel_centers") -> Tensor:
@@ -142,4 +142,5 @@ def reprojection_error(images: Tensor, depths: Tensor, valid: Tensor, cameras: l
             "total_pixels": total}
 
 
-__all__ = ["ReprojectionConfig", "project", "reprojection_error", "surface_depth", "warp_error", "world_points"]
+__all__ = ["ReprojectionConfig", "output_surface_depth", "project", "reprojection_error", "warp_error",
+           "world_points"]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+import abc
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -11,9 +12,61 @@ from torch import Tensor, nn
 from ..cameras import Cameras
 
 
+ConditionKind = Literal["light", "face", "class_label"]
+"""Kinds of condition a family may accept besides z and the camera (see :class:`Condition`)."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    """What a generator is conditioned on besides z and the camera. Each field is optional; a family declares
+    the kinds it accepts in :attr:`Capabilities.conditions`, and :meth:`Generator3D.check_condition` refuses
+    any other. Tensors have the batch first (one row per latent, or one row for all)."""
+
+    light: Tensor | None = None
+    """(B, 4) light code (ambient, diffuse, dx, dy) as ShadeGAN draws it."""
+    face: Tensor | None = None
+    """(B, D) morphable-face-model code (identity, expression, texture, lighting) as the family lays it out."""
+    class_label: Tensor | None = None
+    """(B,) int64 class index (the dataset's ``dataset.json`` classes)."""
+
+    def kinds(self) -> tuple[ConditionKind, ...]:
+        """The kinds this condition sets."""
+        return tuple(k for k in ("light", "face", "class_label") if getattr(self, k) is not None)
+
+    def to(self, device) -> "Condition":
+        return Condition(*(None if v is None else v.to(device) for v in (self.light, self.face, self.class_label)))
+
+    def rows(self, index) -> "Condition":
+        """The rows ``index`` (a slice or index tensor) of every set field (one-row fields are kept whole)."""
+        def take(v: Tensor | None) -> Tensor | None:
+            return None if v is None or len(v) == 1 else v[index]
+        return Condition(take(self.light), take(self.face), take(self.class_label))
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a family's generator offers beyond the base contract (declared, never probed)."""
+
+    plane_cache: bool = False
+    """``planes(w)`` computes the camera-independent part once and ``render_planes(planes, w, cameras, ...)``
+    renders any camera from it (EG3D's tri-planes)."""
+    tracks_w_avg: bool = False
+    """Training itself tracks the truncation centre (EG3D's mapping network); else :meth:`update_w_avg`
+    sets it from random latents (fresh and exported models)."""
+    raw_image: bool = False
+    """The output carries ``image_raw``, the volume-rendered image before super-resolution, at the neural
+    rendering resolution (depth, opacity and normals are at that resolution too), and
+    ``synthesis(..., superresolution=False)`` skips the super-resolution (``image`` is then ``image_raw``)."""
+    normals: bool = True
+    """``synthesis(..., normals=True)`` returns normal maps (the family has a density)."""
+    conditions: tuple[ConditionKind, ...] = ()
+    """The condition kinds ``mapping``/``synthesis`` accept (see :class:`Condition`)."""
+
+
 @dataclass
 class GeneratorOutput:
-    """One batch of renders. Images are (B, C, H, W) with row 0 at the top."""
+    """One batch of renders. Images are (B, C, H, W) with row 0 at the top. Optional maps are None when the
+    family does not produce them (see :class:`Capabilities`) or they were not requested."""
 
     image: Tensor
     """(B, 3, H, W) colour in [-1, 1]."""
@@ -23,41 +76,82 @@ class GeneratorOutput:
     """(B, 1, H, W) accumulated alpha in [0, 1]."""
     normals: Tensor | None = None
     """(B, 3, H, W) world-space unit normals (only when requested)."""
+    surface_depth: Tensor | None = None
+    """(B, 1, H, W) the surface distance along each ray (rendering.surface_depth): normalised unfilled weights,
+    far on empty rays."""
+    image_raw: Tensor | None = None
+    """(B, 3, R, R) the volume-rendered image before super-resolution, in [-1, 1] (``raw_image`` families)."""
+    maps: dict[str, Tensor] = field(default_factory=dict)
+    """Further named per-pixel maps a family renders (e.g. ``albedo``, ``shading``), each (B, C, H, W)."""
 
 
-class Generator3D(nn.Module):
-    """Base class of the families' generators: z (and camera) -> w -> render.
+class Generator3D(nn.Module, abc.ABC):
+    """Base class of the families' generators: z (and camera, and condition) -> w -> render.
 
-    Subclasses implement :meth:`mapping`, :meth:`synthesis`, :meth:`density` and expose
-    ``config`` with ``fov_deg``, ``resolution``, ``pose`` (:class:`PoseDistribution`), ``render``
-    (:class:`RenderConfig`), ``pixel_grid`` and ``shape_bounds``.
+    Subclasses implement :meth:`mapping`, :meth:`synthesis`, :meth:`density`, :meth:`color`,
+    :meth:`update_w_avg` and :meth:`eval_render_config`, set :attr:`family` and :attr:`capabilities`, and
+    keep their config in ``self.config``: a dataclass with at least the fields of
+    :data:`aware3d.models.registry.REQUIRED_CONFIG_FIELDS` (``z_dim``, ``fov_deg``, ``pose``
+    (:class:`PoseDistribution`), ``render`` / ``eval_render`` (:class:`RenderConfig`),
+    ``eval_truncation_psi``, ``shape_half_extent``), checked when the family registers.
     """
 
-    family: str = ""
+    family: ClassVar[str] = ""
+    """The registry name, as written in checkpoints."""
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    """What this family offers beyond the base contract."""
     z_dim: int
-    tracks_w_avg: bool = False
-    """True when training itself tracks the truncation centre ``w_avg`` (EG3D's mapping network); else
-    :meth:`update_w_avg` sets it from random latents (fresh and exported models)."""
+    preset: str | None = None
+    """The preset this model was built from or imported as (recorded in checkpoints and tool JSONs)."""
+    source: dict | None = None
+    """Where the weights came from (e.g. the official files imported), recorded in checkpoints."""
 
-    def mapping(self, z: Tensor, truncation_psi: float = 1.0, cameras: Cameras | None = None) -> Tensor:
-        raise NotImplementedError
+    def check_condition(self, condition: Condition | None) -> None:
+        """Raise a clear error when ``condition`` sets a kind this family does not accept."""
+        if condition is None:
+            return
+        extra = [k for k in condition.kinds() if k not in self.capabilities.conditions]
+        if extra:
+            accepted = ", ".join(self.capabilities.conditions) or "none"
+            raise ValueError(f"the {self.family} generator takes no {', '.join(extra)} condition "
+                             f"(it accepts: {accepted})")
 
-    def synthesis(self, w: Tensor, cameras: Cameras, **kwargs) -> GeneratorOutput:
-        """Render latents w from cameras. Every family accepts ``resolution``, ``render``,
+    @abc.abstractmethod
+    def mapping(self, z: Tensor, truncation_psi: float = 1.0, cameras: Cameras | None = None,
+                condition: Condition | None = None) -> Tensor:
+        """z (B, z_dim) -> the family's latent w; psi < 1 truncates toward the mean w."""
+
+    @abc.abstractmethod
+    def synthesis(self, w: Tensor, cameras: Cameras, *, condition: Condition | None = None,
+                  **kwargs) -> GeneratorOutput:
+        """Render latents w from cameras. Every family accepts ``condition``, ``resolution``, ``render``,
         ``lock_view_dependence``, ``normals``, ``generator``, ``draws`` and ``fast`` (inference-only kernels
         that may round differently from the reference path)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def density(self, w: Tensor) -> Callable[[Tensor], Tensor]:
         """A function mapping (B, N, 3) world points to (B, N) raw density for latent ``w``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def color(self, w: Tensor) -> Callable[[Tensor], Tensor]:
         """A function mapping (B, N, 3) world points to (B, N, 3) colour in [0, 1] (for mesh vertex colours)."""
-        raise NotImplementedError
 
-    def forward(self, z: Tensor, cameras: Cameras, *, truncation_psi: float = 1.0, **kwargs) -> GeneratorOutput:
-        return self.synthesis(self.mapping(z, truncation_psi, cameras=cameras), cameras, **kwargs)
+    @abc.abstractmethod
+    def update_w_avg(self, *args, **kwargs) -> Tensor:
+        """Recompute the truncation centre from random latents (fresh and imported models)."""
+
+    @abc.abstractmethod
+    def eval_render_config(self, num_samples: int | None = None, **changes):
+        """The tools' render settings, with the sample counts set from ``num_samples`` if given."""
+
+    def image_resolution(self, render_resolution: int) -> int:
+        """Side of ``image`` when rendering at ``render_resolution``: the same, unless the family super-resolves."""
+        return render_resolution
+
+    def forward(self, z: Tensor, cameras: Cameras, *, truncation_psi: float = 1.0, condition: Condition | None = None,
+                **kwargs) -> GeneratorOutput:
+        w = self.mapping(z, truncation_psi, cameras=cameras, condition=condition)
+        return self.synthesis(w, cameras, condition=condition, **kwargs)
 
     # Shared conveniences -------------------------------------------------------------------------
     @property
@@ -92,4 +186,4 @@ def expand_latent(w: Tensor, batch: int) -> Tensor:
     raise ValueError(f"latent batch {w.shape[0]} does not match {batch} cameras")
 
 
-__all__ = ["GeneratorOutput", "Generator3D", "expand_latent"]
+__all__ = ["Capabilities", "Condition", "ConditionKind", "GeneratorOutput", "Generator3D", "expand_latent"]

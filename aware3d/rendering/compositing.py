@@ -8,6 +8,9 @@ weights ``w_i = alpha_i * T_i``. Colour is ``sum w_i c_i``; the two seeds' varia
   farthest sample is opaque wherever its density is positive), depth ``sum w_i t_i`` (not normalised).
 * EG3D (``midpoint=True``): values averaged between neighbouring samples, S-1 intervals, depth
   normalised by the total weight and clamped to the sampled range.
+
+Whatever a family's ``depth`` convention, :func:`surface_depth` is the one definition of the distance to
+the surface (normals, reprojection, depth maps use it).
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ class Composited:
     """(..., ) accumulated alpha, sum of weights, in [0, 1] (before any last-sample fill)."""
     weights: Tensor
     """(..., S) or (..., S-1) per-sample weights (after any last-sample fill)."""
+    transmittance: Tensor
+    """(..., S) or (..., S-1) transmittance T_i in front of each sample (interval), before its own alpha."""
+    surface_depth: Tensor
+    """(..., ) :func:`surface_depth` of the weights before any last-sample fill (world units)."""
 
 
 def activate_density(sigma: Tensor, activation: DensityActivation, bias: float = 0.0) -> Tensor:
@@ -49,9 +56,52 @@ def activate_density(sigma: Tensor, activation: DensityActivation, bias: float =
     raise ValueError(f"unknown density activation {activation!r}; valid: relu, softplus")
 
 
+def surface_depth(weights: Tensor, t: Tensor, *, far: Tensor | float | None = None, eps: float = 1e-6) -> Tensor:
+    """The distance to the surface along each ray: ``sum w_i t_i / sum w_i``.
+
+    The expected distance under the compositing weights *before* any background fill, normalised by
+    their sum: a semi-transparent ray through a surface at d gives d (not ``opacity * d``, the
+    unnormalised expectation, and not a blend of d with the last sample, which pi-GAN's ``last_sample``
+    fill would give). A ray whose opacity (sum of weights) is at most ``eps`` has no surface; it gets
+    ``far``, by default its last sample distance: "nothing before the end of the sampled range", finite,
+    so ``o + d * t`` stays inside the sampled volume (EG3D likewise gives its empty rays the largest t).
+
+    Args:
+        weights: (..., S') compositing weights without the background fill (``Composited`` /
+            ``RayOutput`` already carry the result as ``surface_depth``).
+        t: (..., S') the distances the weights sit at, or (..., S'+1) sample distances with midpoint
+            compositing (the interval midpoints are then used).
+        far: distance for empty rays: a float or a tensor broadcastable to (...); None: ``t[..., -1]``.
+        eps: opacity at or below which a ray counts as empty (also guards the division).
+    Returns:
+        (..., ) distances along the unit rays, world units; differentiable in ``weights`` and ``t``.
+    """
+    last = t[..., -1]
+    if t.shape[-1] == weights.shape[-1] + 1:
+        t = 0.5 * (t[..., :-1] + t[..., 1:])
+    elif t.shape[-1] != weights.shape[-1]:
+        raise ValueError(f"surface_depth: t has {t.shape[-1]} samples per ray for {weights.shape[-1]} weights; "
+                         "pass the weights' own distances (S') or the sample distances (S' + 1)")
+    opacity = weights.sum(-1)
+    mean = (weights * t).sum(-1) / opacity.clamp_min(eps)
+    empty = last if far is None else torch.as_tensor(far, device=mean.device, dtype=mean.dtype).expand_as(mean)
+    return torch.where(opacity > eps, mean, empty)
+
+
+def _add_background(color: Tensor, opacity: Tensor, background: Background | Tensor) -> Tensor:
+    """``color`` (..., C) with the background seen through ``1 - opacity``; black and last_sample add nothing."""
+    if isinstance(background, Tensor):
+        return color + (1 - opacity)[..., None] * background
+    if background == "white":
+        return color + (1 - opacity)[..., None]
+    if background not in ("black", "last_sample"):
+        raise ValueError(f"unknown background {background!r}; valid: black, white, last_sample or a (..., C) tensor")
+    return color
+
+
 def composite(color: Tensor, sigma: Tensor, t: Tensor, *, density_activation: DensityActivation = "relu",
               density_bias: float = 0.0, midpoint: bool = False, last_delta: float = 1e10,
-              background: Background = "black", depth_mode: DepthMode = "expected",
+              background: Background | Tensor = "black", depth_mode: DepthMode = "expected",
               noise_std: float = 0.0, noise: Tensor | None = None,
               generator: torch.Generator | None = None) -> Composited:
     """Composite S samples per ray front to back.
@@ -64,17 +114,21 @@ def composite(color: Tensor, sigma: Tensor, t: Tensor, *, density_activation: De
         midpoint: composite S-1 intervals with values averaged at the midpoints (EG3D) instead of S samples.
         last_delta: length of the last interval when ``midpoint=False``.
         background: ``"black"`` leaves empty space at 0, ``"white"`` adds ``1 - opacity``, ``"last_sample"``
-            gives the farthest sample the remaining weight (pi-GAN's ``last_back``).
+            gives the farthest sample the remaining weight (pi-GAN's ``last_back``); a tensor (..., C)
+            broadcastable against the output colour, e.g. (C,) or a per-ray (B, R, C), is the colour /
+            features behind the ray, added with weight ``1 - opacity``.
         depth_mode: ``"expected"`` = sum w t; ``"normalized"`` = (sum w t) / (sum w), clamped to [t.min, t.max].
         noise_std: std of Gaussian noise added to raw density (regularisation during training); the
             noise is ``noise`` (shape of ``sigma``) if given, else drawn from ``generator``.
     Returns:
-        :class:`Composited`.
+        :class:`Composited`; its ``surface_depth`` is :func:`surface_depth` of the unfilled weights, with
+        ``t[..., -1]`` (the last sample) for empty rays.
     """
     if noise_std > 0:
         if noise is None:
             noise = torch.randn(sigma.shape, generator=generator, device=sigma.device, dtype=sigma.dtype)
         sigma = sigma + noise * noise_std
+    last = t[..., -1]
     if midpoint:
         deltas = t[..., 1:] - t[..., :-1]
         color = 0.5 * (color[..., :-1, :] + color[..., 1:, :])
@@ -86,9 +140,11 @@ def composite(color: Tensor, sigma: Tensor, t: Tensor, *, density_activation: De
     density = activate_density(sigma, density_activation, density_bias)
     alphas = 1 - torch.exp(-deltas * density)
     shifted = torch.cat([torch.ones_like(alphas[..., :1]), 1 - alphas + 1e-10], -1)
-    weights = alphas * torch.cumprod(shifted, -1)[..., :-1]
+    transmittance = torch.cumprod(shifted, -1)[..., :-1]
+    weights = alphas * transmittance
     opacity = weights.sum(-1)
-    if background == "last_sample":
+    surface = surface_depth(weights, t, far=last)
+    if isinstance(background, str) and background == "last_sample":
         weights = torch.cat([weights[..., :-1], weights[..., -1:] + (1 - opacity)[..., None]], -1)
     out_color = torch.sum(weights[..., None] * color, -2)
     depth = torch.sum(weights * t, -1)
@@ -98,8 +154,5 @@ def composite(color: Tensor, sigma: Tensor, t: Tensor, *, density_activation: De
         depth = depth.clamp(t.min(), t.max())
     elif depth_mode != "expected":
         raise ValueError(f"unknown depth mode {depth_mode!r}; valid: expected, normalized")
-    if background == "white":
-        out_color = out_color + (1 - opacity)[..., None]
-    elif background not in ("black", "last_sample"):
-        raise ValueError(f"unknown background {background!r}; valid: black, white, last_sample")
-    return Composited(out_color, depth, opacity, weights)
+    out_color = _add_background(out_color, opacity, background)
+    return Composited(out_color, depth, opacity, weights, transmittance, surface)

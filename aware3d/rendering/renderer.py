@@ -5,21 +5,26 @@ The renderer never owns a network. It takes a *field callback*::
     field(points: (B, N, 3) world coords, view_dirs: (B, N, 3) unit vectors) -> (features (B, N, C), sigma (B, N))
 
 which the family builds around its latent code (a closure over w / tri-planes / conditioning). The
-renderer places samples along the rays, queries the field, optionally resamples by importance, and
-composites. Evaluation is chunked over rays so memory is bounded for any resolution, and random draws
-come from an explicit generator or injected tensors, so renders are reproducible.
+renderer places samples along the rays (between the config's or per-ray bounds, spaced in t or in 1/t),
+queries the field, optionally resamples by importance, and composites over a background (a config mode
+or a per-ray tensor). Evaluation is chunked over rays so memory is bounded for any resolution, and random
+draws come from an explicit generator or injected tensors, so renders are reproducible.
+
+A family adds a per-pixel output without a new renderer: extra feature channels of the field are
+composited like colour (``RayOutput.features``), and :class:`RayOutput` names everything else a family
+may need (transmittance, surface depth, and with ``return_samples=True`` the per-sample values).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, Literal
 
 import torch
 from torch import Tensor
 
-from .compositing import Background, DensityActivation, DepthMode, composite
-from .sampling import Jitter, sample_importance, stratified_parts
+from .compositing import Background, DensityActivation, DepthMode, activate_density, composite
+from .sampling import Jitter, Spacing, sample_importance, stratified_parts
 
 FieldFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
@@ -34,6 +39,8 @@ class RenderConfig:
     """Distance of the last coarse sample from the camera, world units."""
     num_samples: int = 12
     """Coarse (stratified) samples per ray."""
+    spacing: Spacing = "linear"
+    """Coarse lattice even in t (linear) or in 1/t (disparity: NeRF's lindisp, EG3D's disparity_space_sampling)."""
     num_importance: int = 12
     """Fine (importance) samples per ray; 0 disables hierarchical sampling."""
     perturb: bool = True
@@ -78,6 +85,16 @@ class RayOutput:
     """(B, R, S') compositing weights (S' = S, or S-1 with midpoint compositing)."""
     t: Tensor
     """(B, R, S) sorted sample distances."""
+    transmittance: Tensor
+    """(B, R, S') transmittance in front of each sample (interval), before its own alpha."""
+    surface_depth: Tensor
+    """(B, R) distance to the surface (:func:`~aware3d.rendering.surface_depth`: unfilled weights
+    normalised by their sum; the last sample distance on empty rays), world units."""
+    sample_features: Tensor | None = None
+    """(B, R, S, C) field features at the samples of ``t`` (only with ``return_samples=True``)."""
+    sample_density: Tensor | None = None
+    """(B, R, S) activated density at the samples of ``t``, without the training noise
+    (only with ``return_samples=True``)."""
 
 
 @dataclass
@@ -131,26 +148,61 @@ def _camera_frame_points(frame: CameraFrameRays, lattice: Tensor, offset: Tensor
     return world[..., :3].reshape(B, R, S, 3)
 
 
-def _composite(cfg: RenderConfig, feats: Tensor, sigma: Tensor, t: Tensor, generator, background=None):
+@dataclass
+class _PerRay:
+    """The per-ray inputs of :func:`render_rays`: bounds (B, R) tensors or floats, background (B, R, C) or a mode."""
+
+    near: Tensor | float
+    far: Tensor | float
+    background: Tensor | Background
+
+    def slice(self, sl: slice) -> _PerRay:
+        return _PerRay(*(v[:, sl] if isinstance(v, Tensor) else v for v in (self.near, self.far, self.background)))
+
+
+def _expand(x: Tensor, shape: tuple[int, ...], name: str, like: Tensor) -> Tensor:
+    """``x`` broadcast (a view) to ``shape``, on the rays' device and dtype, or a clear error."""
+    try:
+        return x.to(device=like.device, dtype=like.dtype).expand(*shape)
+    except RuntimeError as err:
+        raise ValueError(f"render_rays: {name} has shape {tuple(x.shape)}, which does not broadcast to "
+                         f"{shape}; pass per-ray values of that shape (or one for all rays)") from err
+
+
+def _per_ray(cfg: RenderConfig, rays_o: Tensor, near, far, background) -> _PerRay:
+    B, R, _ = rays_o.shape
+    near = cfg.near if near is None else near
+    far = cfg.far if far is None else far
+    near, far = ((_expand(v, (B, R), n, rays_o) if isinstance(v, Tensor) else float(v))
+                 for v, n in ((near, "near"), (far, "far")))
+    if background is None:
+        return _PerRay(near, far, cfg.background)
+    if background.dim() == 0:
+        raise ValueError("render_rays: background must have a channel dim: (C,), (B, 1, C) or (B, R, C)")
+    return _PerRay(near, far, _expand(background, (B, R, background.shape[-1]), "background", rays_o))
+
+
+def _composite(cfg: RenderConfig, feats: Tensor, sigma: Tensor, t: Tensor, generator, background):
     return composite(
         feats, sigma, t, density_activation=cfg.density_activation, density_bias=cfg.density_bias,
-        midpoint=cfg.midpoint, background=background or cfg.background, depth_mode=cfg.depth_mode,
+        midpoint=cfg.midpoint, background=background, depth_mode=cfg.depth_mode,
         noise_std=cfg.noise_std, generator=generator,
     )
 
 
 def _render_chunk(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderConfig, draws: RandomDraws,
-                  generator: torch.Generator | None, frame: CameraFrameRays | None) -> RayOutput:
+                  generator: torch.Generator | None, frame: CameraFrameRays | None, rays: _PerRay,
+                  return_samples: bool) -> RayOutput:
     B, R, _ = rays_o.shape
     lattice, offset = stratified_parts(
-        cfg.near, cfg.far, cfg.num_samples, (B, R), perturb=cfg.perturb, jitter=cfg.jitter,
-        u=draws.stratified, generator=generator, device=rays_o.device, dtype=rays_o.dtype,
+        rays.near, rays.far, cfg.num_samples, (B, R), perturb=cfg.perturb, jitter=cfg.jitter,
+        u=draws.stratified, generator=generator, device=rays_o.device, dtype=rays_o.dtype, spacing=cfg.spacing,
     )
     t = lattice if offset is None else lattice + offset
     points = None if frame is None else _camera_frame_points(frame, lattice, offset)
     feats, sigma = _query(field, rays_o, rays_d, t, points)
     if cfg.num_importance > 0:
-        # The coarse pass only decides where to look: no gradient, no background fill.
+        # The coarse pass only decides where to look: no gradient, no background.
         with torch.no_grad():
             coarse = _composite(cfg, feats.detach(), sigma.detach(), t, generator, background="black")
         t_fine = sample_importance(
@@ -164,28 +216,15 @@ def _render_chunk(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderCon
         t, order = torch.sort(t_all, -1)
         feats = torch.cat([feats_fine, feats], -2).gather(-2, order[..., None].expand(-1, -1, -1, feats.shape[-1]))
         sigma = torch.cat([sigma_fine, sigma], -1).gather(-1, order)
-    out = _composite(cfg, feats, sigma, t, generator)
-    return RayOutput(out.color, out.depth, out.opacity, out.weights, t)
+    out = _composite(cfg, feats, sigma, t, generator, rays.background)
+    density = activate_density(sigma, cfg.density_activation, cfg.density_bias) if return_samples else None
+    return RayOutput(out.color, out.depth, out.opacity, out.weights, t, out.transmittance, out.surface_depth,
+                     feats if return_samples else None, density)
 
 
-def render_rays(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderConfig, *,
-                generator: torch.Generator | None = None, draws: RandomDraws | None = None,
-                camera_frame: CameraFrameRays | None = None) -> RayOutput:
-    """Volume-render a batch of rays through ``field``.
-
-    Args:
-        field: the field callback (see module docstring).
-        rays_o: (B, R, 3) ray origins, world units.
-        rays_d: (B, R, 3) unit ray directions.
-        cfg: sampling and compositing settings.
-        generator: source of the jitter / importance / noise draws (``None``: the global RNG).
-        draws: injected uniforms (override the generator for those draws).
-        camera_frame: form coarse points in the camera frame (see :class:`CameraFrameRays`).
-    Returns:
-        :class:`RayOutput`. Chunks of rays are rendered independently (``cfg.max_points`` field
-        evaluations each); all random draws are made up front for the full batch, so the result does not
-        depend on the chunk size.
-    """
+def _draws_up_front(cfg: RenderConfig, draws: RandomDraws | None, rays_o: Tensor,
+                    generator: torch.Generator | None) -> RandomDraws:
+    """``draws`` with every missing uniform drawn now for the full batch (so chunking changes nothing)."""
     B, R, _ = rays_o.shape
     draws = draws or RandomDraws()
     if cfg.perturb and draws.stratified is None and cfg.num_samples > 1:
@@ -198,16 +237,56 @@ def render_rays(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderConfi
             draws.stratified,
             torch.rand((B, R, cfg.num_importance), generator=generator, device=rays_o.device, dtype=rays_o.dtype),
         )
+    return draws
+
+
+def _concat(outs: list[RayOutput]) -> RayOutput:
+    """Chunks (B, R_i, ...) joined along the rays; fields a chunk left None stay None."""
+    return RayOutput(**{f.name: None if getattr(outs[0], f.name) is None
+                        else torch.cat([getattr(o, f.name) for o in outs], 1) for f in fields(RayOutput)})
+
+
+def render_rays(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderConfig, *,
+                generator: torch.Generator | None = None, draws: RandomDraws | None = None,
+                camera_frame: CameraFrameRays | None = None, near: Tensor | float | None = None,
+                far: Tensor | float | None = None, background: Tensor | None = None,
+                return_samples: bool = False) -> RayOutput:
+    """Volume-render a batch of rays through ``field``.
+
+    Args:
+        field: the field callback (see module docstring).
+        rays_o: (B, R, 3) ray origins, world units.
+        rays_d: (B, R, 3) unit ray directions.
+        cfg: sampling and compositing settings.
+        generator: source of the jitter / importance / noise draws (``None``: the global RNG).
+        draws: injected uniforms (override the generator for those draws).
+        camera_frame: form coarse points in the camera frame (see :class:`CameraFrameRays`).
+        near, far: per-ray bounds of the coarse lattice, (B, R) or broadcastable to it (e.g. from a
+            ray-box intersection); None: ``cfg.near`` / ``cfg.far``.
+        background: colour / features behind each ray, (B, R, C) or broadcastable ((C,), (B, 1, C)),
+            added with weight ``1 - opacity`` in place of ``cfg.background`` (no last-sample fill then);
+            None: ``cfg.background``.
+        return_samples: also return the per-sample features and activated densities (memory: S times
+            the features; off by default).
+    Returns:
+        :class:`RayOutput`. Chunks of rays are rendered independently (``cfg.max_points`` field
+        evaluations each); all random draws are made up front for the full batch, so the result does not
+        depend on the chunk size.
+    """
+    B, R, _ = rays_o.shape
+    rays = _per_ray(cfg, rays_o, near, far, background)
+    draws = _draws_up_front(cfg, draws, rays_o, generator)
     samples_per_ray = cfg.num_samples + cfg.num_importance
     if cfg.max_points is None or B * R * samples_per_ray <= cfg.max_points:
-        return _render_chunk(field, rays_o, rays_d, cfg, draws, generator, camera_frame)
+        return _render_chunk(field, rays_o, rays_d, cfg, draws, generator, camera_frame, rays, return_samples)
     rays_per_chunk = max(1, cfg.max_points // (B * samples_per_ray))
     outs = []
     for s in range(0, R, rays_per_chunk):
         sl = slice(s, s + rays_per_chunk)
         frame = None if camera_frame is None else CameraFrameRays(camera_frame.cam2world, camera_frame.dirs_cam[:, sl])
-        outs.append(_render_chunk(field, rays_o[:, sl], rays_d[:, sl], cfg, draws.slice(sl), generator, frame))
-    return RayOutput(*(torch.cat([getattr(o, k) for o in outs], 1) for k in ("features", "depth", "opacity", "weights", "t")))
+        outs.append(_render_chunk(field, rays_o[:, sl], rays_d[:, sl], cfg, draws.slice(sl), generator, frame,
+                                  rays.slice(sl), return_samples))
+    return _concat(outs)
 
 
 def density_normals(sigma_fn: Callable[[Tensor], Tensor], points: Tensor, chunk: int = 65536) -> Tensor:

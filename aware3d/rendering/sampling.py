@@ -2,9 +2,10 @@
 
 All distances ``t`` are Euclidean distances along unit-length rays from the ray origin, in world units
 (not z-depth). Shapes use ``...`` for any leading batch dims (usually (B, R)) and S for samples per ray.
-Random numbers are never drawn implicitly from the global RNG: pass ``u`` (the uniform draws) or a
-``torch.Generator``, so renders are reproducible, and ``u=None, generator=None`` with ``perturb=False`` /
-``det=True`` is fully deterministic.
+Bounds ``near`` / ``far`` are floats (the same for every ray) or tensors broadcastable to the batch dims
+(per-ray bounds, e.g. (B, R) from a ray-box intersection). Random numbers are never drawn implicitly from
+the global RNG: pass ``u`` (the uniform draws) or a ``torch.Generator``, so renders are reproducible, and
+``u=None, generator=None`` with ``perturb=False`` / ``det=True`` is fully deterministic.
 """
 
 from __future__ import annotations
@@ -16,48 +17,95 @@ import torch.nn.functional as F
 from torch import Tensor
 
 Jitter = Literal["centered", "forward"]
+Spacing = Literal["linear", "disparity"]
+Bound = float | Tensor
 
 
 def _uniform(shape, like: Tensor, generator: torch.Generator | None) -> Tensor:
     return torch.rand(shape, generator=generator, device=like.device, dtype=like.dtype)
 
 
-def stratified_parts(near: float, far: float, num_samples: int, batch_shape: tuple[int, ...], *,
+def _column(bound: Bound, device, dtype) -> Tensor:
+    """A bound as a tensor with a trailing sample dim: (..., 1), broadcastable against (..., S)."""
+    return torch.as_tensor(bound, device=device, dtype=dtype).unsqueeze(-1)
+
+
+def _from_unit(s: Tensor, near: Bound, far: Bound, spacing: Spacing, device, dtype) -> Tensor:
+    """Distances at positions ``s`` in [0, 1] of the sampling parameter: linear in t, or in 1/t (disparity)."""
+    n, f = _column(near, device, dtype), _column(far, device, dtype)
+    if spacing == "linear":
+        return n + (f - n) * s
+    if spacing == "disparity":
+        if bool((n <= 0).any()):
+            raise ValueError("disparity spacing needs near > 0 (it samples 1/t); raise near or use spacing='linear'")
+        return 1 / (1 / n * (1 - s) + 1 / f * s)
+    raise ValueError(f"unknown spacing {spacing!r}; valid: linear, disparity")
+
+
+def _jitter_offsets(u: Tensor, step: Tensor | float, jitter: Jitter) -> Tensor:
+    if jitter == "centered":
+        return (u - 0.5) * step
+    if jitter == "forward":
+        return u * step
+    raise ValueError(f"unknown jitter {jitter!r}; valid: centered, forward")
+
+
+def _lattice(near: Bound, far: Bound, num_samples: int, batch_shape: tuple[int, ...], spacing: Spacing,
+             device, dtype) -> Tensor:
+    """The unjittered distances (*batch_shape, S) (an expanded view)."""
+    if spacing == "linear" and not isinstance(near, Tensor) and not isinstance(far, Tensor):
+        # torch.linspace itself: the official renders' arithmetic, bit for bit.
+        t = torch.linspace(near, far, num_samples, device=device, dtype=dtype)
+    else:
+        t = _from_unit(torch.linspace(0, 1, num_samples, device=device, dtype=dtype), near, far, spacing, device, dtype)
+    return t.expand(*batch_shape, num_samples)
+
+
+def stratified_parts(near: Bound, far: Bound, num_samples: int, batch_shape: tuple[int, ...], *,
                      perturb: bool = True, jitter: Jitter = "centered", u: Tensor | None = None,
-                     generator: torch.Generator | None = None, device=None,
-                     dtype=torch.float32) -> tuple[Tensor, Tensor | None]:
-    """The lattice (*batch_shape, S) and the jitter offsets (same shape, or None) of :func:`sample_stratified`."""
-    t = torch.linspace(near, far, num_samples, device=device, dtype=dtype).expand(*batch_shape, num_samples)
+                     generator: torch.Generator | None = None, device=None, dtype=torch.float32,
+                     spacing: Spacing = "linear") -> tuple[Tensor, Tensor | None]:
+    """The lattice (*batch_shape, S) and the jitter offsets (same shape, or None) of :func:`sample_stratified`.
+
+    With float bounds and linear spacing the lattice is ``torch.linspace(near, far, S)`` exactly (the
+    official renders' arithmetic). With disparity spacing the jitter moves each sample in 1/t (as EG3D's
+    ``disparity_space_sampling``) and the offset is the resulting change of t.
+    """
+    t = _lattice(near, far, num_samples, batch_shape, spacing, device, dtype)
     if not perturb or num_samples < 2:
         return t.contiguous(), None
     if u is None:
         u = _uniform((*batch_shape, num_samples), t, generator)
-    step = t[..., 1:2] - t[..., 0:1]
-    if jitter == "centered":
-        return t, (u - 0.5) * step
-    if jitter == "forward":
-        return t, u * step
-    raise ValueError(f"unknown jitter {jitter!r}; valid: centered, forward")
+    if spacing == "disparity":
+        s = torch.linspace(0, 1, num_samples, device=t.device, dtype=t.dtype)
+        moved = _from_unit(s + _jitter_offsets(u, 1 / (num_samples - 1), jitter), near, far, spacing, t.device, t.dtype)
+        return t, moved - t
+    return t, _jitter_offsets(u, t[..., 1:2] - t[..., 0:1], jitter)
 
 
-def sample_stratified(near: float, far: float, num_samples: int, batch_shape: tuple[int, ...], *,
+def sample_stratified(near: Bound, far: Bound, num_samples: int, batch_shape: tuple[int, ...], *,
                       perturb: bool = True, jitter: Jitter = "centered", u: Tensor | None = None,
-                      generator: torch.Generator | None = None, device=None, dtype=torch.float32) -> Tensor:
-    """Evenly spaced distances in [near, far] with optional per-sample jitter.
+                      generator: torch.Generator | None = None, device=None, dtype=torch.float32,
+                      spacing: Spacing = "linear") -> Tensor:
+    """Distances in [near, far] spaced evenly in t or in 1/t, with optional per-sample jitter.
 
     Args:
-        near, far: first and last lattice distance (world units).
+        near, far: first and last lattice distance (world units): floats, or tensors broadcastable to
+            ``batch_shape`` (per-ray bounds).
         num_samples: S.
         batch_shape: leading dims of the result, e.g. (B, R).
         perturb: jitter samples (training); False gives the plain lattice.
         jitter: ``"centered"`` moves each sample by ``(u - 0.5) * step`` (pi-GAN: samples may leave
             [near, far] by half a step); ``"forward"`` moves it by ``u * step`` (EG3D: up to one step past far).
+            The step is in t (linear) or in 1/t (disparity).
         u: optional uniform draws in [0, 1) of shape (*batch_shape, S); drawn from ``generator`` if None.
+        spacing: ``"linear"`` (even in t) or ``"disparity"`` (even in 1/t between 1/near and 1/far, NeRF's
+            ``lindisp``, EG3D's ``disparity_space_sampling``: denser near the camera; needs near > 0).
     Returns:
         t: (*batch_shape, S), sorted along the last dim.
     """
     t, offset = stratified_parts(near, far, num_samples, batch_shape, perturb=perturb, jitter=jitter, u=u,
-                                 generator=generator, device=device, dtype=dtype)
+                                 generator=generator, device=device, dtype=dtype, spacing=spacing)
     return t if offset is None else t + offset
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import torch
 from .. import __version__
 from ..api import load
 from ..config import to_dict
-from ..models.base import Generator3D, GeneratorOutput
+from ..models.base import Condition, Generator3D, GeneratorOutput
 
 
 @dataclass
@@ -42,6 +42,10 @@ class ModelOptions:
     """Coarse (and fine) samples per ray (default: the model's evaluation setting)."""
     lock_view_dependence: bool = False
     """Ignore the view direction in the colour (steadier colours across views)."""
+    light: list[float] | None = None
+    """Light code (ambient diffuse dx dy) for families conditioned on a light (ShadeGAN); default: the model's."""
+    class_label: int | None = field(default=None, metadata={"aliases": ("--class",)})
+    """Class index for class-conditional models (labels of the training dataset.json)."""
     progress: bool = True
     """Show progress bars."""
 
@@ -60,17 +64,31 @@ def psi(G: Generator3D, opts: ModelOptions) -> float:
     return G.config.eval_truncation_psi if opts.truncation_psi is None else opts.truncation_psi
 
 
-def caches_planes(G: Generator3D) -> bool:
-    """Whether ``G`` separates the camera-independent part of a render: ``planes(w) -> planes`` and
-    ``render_planes(planes, w, cameras, ...)`` (EG3D's tri-planes). pi-GAN evaluates its network at every ray
-    sample, so nothing is reusable across cameras and it has neither."""
-    return callable(getattr(G, "planes", None)) and callable(getattr(G, "render_planes", None))
+def tool_condition(G: Generator3D, opts: ModelOptions) -> Condition | None:
+    """The condition the options ask for (one row, shared by every latent), or None; a kind the model does not
+    take is refused here, before any rendering, with the kinds it accepts."""
+    light = None
+    if opts.light is not None:
+        if len(opts.light) != 4:
+            raise ValueError(f"--light takes 4 numbers (ambient diffuse dx dy), got {len(opts.light)}")
+        light = torch.tensor([opts.light], dtype=torch.float32, device=G.device)
+    label = None if opts.class_label is None else torch.tensor([opts.class_label], dtype=torch.int64, device=G.device)
+    condition = Condition(light=light, class_label=label)
+    if not condition.kinds():
+        return None
+    G.check_condition(condition)
+    return condition
+
+
+def map_seeds(G: Generator3D, opts: ModelOptions, seeds: list[int]) -> torch.Tensor:
+    """w for one latent per seed, with the options' truncation and condition."""
+    return G.mapping(G.z_from_seeds(seeds), psi(G, opts), condition=tool_condition(G, opts))
 
 
 class LatentViews:
     """Renders one fixed batch of latents ``w`` from many cameras.
 
-    With a generator that offers a tri-plane cache (:func:`caches_planes`) the backbone runs once, here, with
+    With a generator that offers a tri-plane cache (``G.capabilities.plane_cache``) the backbone runs once, here, with
     the model's default noise mode (``config.eval_noise_mode`` in eval), and each :meth:`render` only samples
     the planes, volume-renders and super-resolves; otherwise each :meth:`render` is a ``synthesis`` call. Both
     paths give what ``G.synthesis(w, cameras, ...)`` gives (up to the last bits when ``w`` has one row and the
@@ -85,15 +103,18 @@ class LatentViews:
         sampling_seed: seed of the renderer's random draws (EG3D's jittered and importance samples), the
             same for every call, so consecutive video frames do not flicker and reruns are identical;
             None draws from the global RNG.
+        condition: what the latents are conditioned on (see :class:`~aware3d.models.base.Condition`).
     """
 
     def __init__(self, G: Generator3D, w: torch.Tensor, *, resolution: int | None = None, render=None,
-                 lock_view_dependence: bool = False, normals: bool = False, sampling_seed: int | None = 0):
+                 lock_view_dependence: bool = False, normals: bool = False, sampling_seed: int | None = 0,
+                 condition: Condition | None = None):
         self.G, self.w = G, w
         self.resolution, self.render_config = resolution, render
         self.lock_view_dependence, self.normals = lock_view_dependence, normals
         self.sampling_seed = sampling_seed
-        self.planes = G.planes(w) if caches_planes(G) else None
+        self.condition = condition
+        self.planes = G.planes(w) if G.capabilities.plane_cache else None
 
     def _generator(self) -> torch.Generator | None:
         if self.sampling_seed is None:
@@ -104,10 +125,11 @@ class LatentViews:
         """The latents seen from ``cameras`` (B cameras, or as many as ``w`` has rows)."""
         if self.planes is not None:
             return self.G.render_planes(self.planes, self.w, cameras, resolution=self.resolution,
-                                        render=self.render_config, normals=self.normals, generator=self._generator())
+                                        render=self.render_config, normals=self.normals, generator=self._generator(),
+                                        condition=self.condition)
         return self.G.synthesis(self.w, cameras, resolution=self.resolution, render=self.render_config,
                                 lock_view_dependence=self.lock_view_dependence, normals=self.normals, fast=True,
-                                generator=self._generator())
+                                generator=self._generator(), condition=self.condition)
 
 
 def settings_record(tool: str, opts: Any, G: Generator3D, **extra) -> dict:
@@ -119,7 +141,7 @@ def settings_record(tool: str, opts: Any, G: Generator3D, **extra) -> dict:
         "python": platform.python_version(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "options": to_dict(opts),
-        "model": {"family": G.family, "preset": getattr(G, "preset", None), "source": getattr(G, "source", None),
+        "model": {"family": G.family, "preset": G.preset, "source": G.source,
                   "config": to_dict(G.config)},
         **extra,
     }

@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..api import load
 from ..io.checkpoint import save_generator
+from ..models.registry import find_importer
 
 
 @dataclass
 class ConvertOptions:
     source: str
-    """The official file: pi-GAN's generator.pth (ema.pth beside it is applied unless --no-ema) or an EG3D .pkl."""
+    """The official file, recognised by its content (pi-GAN's generator.pth with ema.pth beside it, an EG3D .pkl, ...)."""
     out: str
     """Folder to write (config.json + generator.safetensors)."""
     preset: str | None = None
@@ -20,30 +20,20 @@ class ConvertOptions:
     ema: bool = True
     """Use the EMA weights (pi-GAN: apply ema.pth; EG3D: G_ema instead of the training copy G)."""
     discriminator: bool = True
-    """EG3D: also write the pickle's dual discriminator D (discriminator.safetensors + discriminator.json)."""
+    """Also write the file's discriminator when it has one (EG3D's D: discriminator.safetensors + .json)."""
 
 
 def run(opts: ConvertOptions) -> dict:
     source = Path(opts.source)
-    if source.suffix == ".pkl" and source.is_file():
-        # One restricted read of the pickle for every network in it.
-        from ..models.eg3d.convert import convert_snapshot, load_official_snapshot, save_discriminator
-
-        snapshot = load_official_snapshot(source)
-        wanted = "G_ema" if opts.ema else "G"
-        if wanted not in snapshot.networks:
-            raise ValueError(f"{source} has no {wanted} (present: {', '.join(snapshot.networks)}); "
-                             f"{'use --no-ema' if opts.ema else 'drop --no-ema'}")
-        nets = convert_snapshot(snapshot, preset=opts.preset)
-        G = nets[wanted]
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} is not a file: aware3d convert reads an official checkpoint file")
+    _family, importer = find_importer(source)
+    if importer.convert is not None:
+        info = importer.convert(source, Path(opts.out), ema=opts.ema, preset=opts.preset,
+                                discriminator=opts.discriminator)
+    else:
+        G = importer.load(source, ema=opts.ema, preset=opts.preset)
         path = save_generator(G, opts.out)
         info = {"out": str(path), "family": G.family, "preset": G.preset, "source": G.source,
-                "parameters": sum(p.numel() for p in G.parameters()), "networks": sorted(nets)}
-        if opts.discriminator and "D" in nets:
-            info["discriminator"] = str(save_discriminator(nets["D"], path))
-        return info
-    G = load(opts.source, ema=opts.ema, preset=opts.preset)
-    path = save_generator(G, opts.out)
-    info = {"out": str(path), "family": G.family, "preset": G.preset, "source": G.source,
-            "parameters": sum(p.numel() for p in G.parameters())}
-    return info
+                "parameters": sum(p.numel() for p in G.parameters())}
+    return {**info, "importer": importer.name}

@@ -4,11 +4,14 @@ The zip holds ``NNNNN/imgNNNNNNNN.png`` (square, ``--resolution``, lossless; nam
 and a ``dataset.json`` with
 
 * ``labels``: ``[[name, [25 floats] or null], ...]`` (EG3D: row-major OpenCV cam2world + normalised
-  intrinsics), or null when no item has a camera;
+  intrinsics), or null when no item has a camera; for a source with class labels (the ``class_label``
+  extra, e.g. a folder whose ``dataset.json`` holds integer ``labels``) ``[[name, class], ...]`` instead
+  (StyleGAN2-ADA / EpiGRAF layout), the cameras then kept only as ``camera_angles``;
 * ``camera_angles`` (EpiGRAF layout, zero-centred ``[yaw, pitch, 0]``, see
   :func:`aware3d.cameras.pigan_to_epigraf`) plus ``camera`` (``radius``, ``fov_deg``, ``angles``), only
   when every item has a camera that looks at the origin, upright, from one common radius with one
-  common field of view (so the angles lose nothing);
+  common field of view (so the angles lose nothing). A source with class labels and cameras that are
+  not all such look-ats cannot be written (an error says so before any image is);
 * ``source_files``: ``{name: source relative path}`` for folder sources.
 
 Cameras of a folder come from ``--poses`` when given, else from the folder's own ``dataset.json``. A
@@ -17,7 +20,8 @@ used unchanged), or ``{"yaw": y, "pitch": p}`` in pi-GAN angles (radians; fronta
 camera looks at the origin from ``--radius`` with ``--fov-deg``), or null (unlabelled). The zip is
 written to a temporary file and renamed, so it is either complete or absent; a JSON summary goes to
 ``<out>.json``. Reading the zip back with :func:`aware3d.data.open_dataset` at the same resolution gives
-the same images (up to the 8-bit quantisation of PNG, exact for folder sources) and labels.
+the same images (up to the 8-bit quantisation of PNG, exact for folder sources), labels and class labels
+(cameras stored only as ``camera_angles`` agree within the 1e-4 of :func:`camera_angles_if_exact`).
 """
 
 from __future__ import annotations
@@ -157,6 +161,17 @@ def camera_angles_if_exact(labels: Tensor, tol: float = 1e-4) -> tuple[Tensor, d
     return pigan_to_epigraf(yaw, pitch).to(torch.float32), {"radius": r, "fov_deg": fov, "angles": "zero_centered"}
 
 
+def _check_classes_storable(labels: Tensor, has_label: Tensor, source: str) -> None:
+    """Class labels take ``labels`` in the zip, so cameras must fit ``camera_angles`` (or be absent)."""
+    if not bool(has_label.any()):
+        return
+    if not bool(has_label.all()) or camera_angles_if_exact(labels) is None:
+        raise DatasetError(f"--source {source!r} has class labels and cameras that are not all upright look-ats of "
+                           "the origin from one radius with one field of view: dataset.json can hold the classes in "
+                           "'labels' only with the cameras as EpiGRAF 'camera_angles'; give every image such a "
+                           "camera (--poses with {\"yaw\": y, \"pitch\": p}) or drop the class labels from the source")
+
+
 def _png_bytes(image: Tensor) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(to_uint8(image)).save(buf, format="PNG")
@@ -197,10 +212,16 @@ def run(opts: DatasetOptions) -> dict:
         keep = [position[f] for f in data.files]
         labels, has_label = all_labels[keep], all_has[keep]
 
+    with_classes = "class_label" in data.extra_names
+    if with_classes:
+        if labels is None:
+            labels, has_label = data.get_labels(list(range(n)))
+        _check_classes_storable(labels, has_label, opts.source)
+
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
-    names, label_rows, label_mask = [], [], []
+    names, label_rows, label_mask, class_rows = [], [], [], []
     try:
         with zipfile.ZipFile(tmp_name, "w", compression=zipfile.ZIP_STORED) as zf:
             with tqdm(total=n, desc="dataset", unit="img") as bar:
@@ -214,6 +235,8 @@ def run(opts: DatasetOptions) -> dict:
                     if labels is None:
                         label_rows.append(batch.label)
                         label_mask.append(batch.has_label)
+                    if with_classes:
+                        class_rows.append(batch.extras["class_label"])
                     bar.update(len(idx))
             if labels is None:
                 labels, has_label = torch.cat(label_rows), torch.cat(label_mask)
@@ -225,6 +248,8 @@ def run(opts: DatasetOptions) -> dict:
             if angles is not None:
                 meta["camera_angles"] = {name: a.tolist() for name, a in zip(names, angles[0])}
                 meta["camera"] = angles[1]
+            if with_classes:  # classes take 'labels'; the cameras (if any) are in camera_angles
+                meta["labels"] = [[name, c] for name, c in zip(names, torch.cat(class_rows).tolist())]
             if isinstance(data, ImageFolderDataset):
                 meta["source_files"] = dict(zip(names, data.files))
             zf.writestr(LABELS_FILE, json.dumps(meta))
@@ -240,7 +265,7 @@ def run(opts: DatasetOptions) -> dict:
         "tool": "dataset", "aware3d": __version__, "torch": torch.__version__, "python": platform.python_version(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "options": to_dict(opts),
         "out": str(out), "sha256": digest, "source": opts.source, "count": n, "resolution": opts.resolution,
-        "labelled": int(has_label.sum()), "camera_angles": angles is not None,
+        "labelled": int(has_label.sum()), "num_classes": data.num_classes, "camera_angles": angles is not None,
         "camera": angles[1] if angles is not None else None,
         "source_cameras": ("poses" if opts.poses else getattr(data, "camera_info", None)),
         "source_fingerprint": data.fingerprint(),

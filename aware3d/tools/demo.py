@@ -80,6 +80,7 @@ def _train(opts: DemoOptions, run_dir: Path):
 @torch.no_grad()
 def _sample_grid(G, path: Path, seeds: list[int], yaws: list[float], resolution: int) -> Path:
     from ..api import render
+    from ..metrics.reprojection import output_surface_depth
 
     pose = G.config.pose
     rows = []
@@ -89,9 +90,8 @@ def _sample_grid(G, path: Path, seeds: list[int], yaws: list[float], resolution:
                      resolution=resolution)
         image = out.image.clamp(-1, 1)
         rows.append(image)
-        # The surface distance: pi-GAN's expected depth is weighted by the opacity; EG3D's is already divided.
-        normalized = G.eval_render_config().depth_mode == "normalized"
-        depth = (out.depth if normalized else out.depth / out.opacity.clamp_min(1e-3))[:, 0]
+        # The surface distance, whatever the family's depth convention (rendering.surface_depth).
+        depth = output_surface_depth(out)[:, 0]
         depth_image = colorize_depth(depth, mask=out.opacity[:, 0] > 0.5) * 2 - 1
         if depth_image.shape[-1] != image.shape[-1]:  # EG3D: depth at the neural rendering resolution
             depth_image = F.interpolate(depth_image, size=image.shape[-2:], mode="nearest")

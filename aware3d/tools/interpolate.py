@@ -9,7 +9,8 @@ from tqdm import tqdm
 
 from ..cameras import get_camera_path
 from ..io.media import to_uint8, write_json, write_video
-from .common import LatentViews, ModelOptions, load_model, out_dir, psi, settings_record
+from .common import (LatentViews, ModelOptions, load_model, map_seeds, out_dir, psi, settings_record,
+                     tool_condition)
 
 
 @dataclass
@@ -43,7 +44,7 @@ def run(opts: InterpolateOptions) -> dict:
     cfg = G.eval_render_config(opts.num_samples)
     with torch.no_grad():
         # Truncate the keys, then interpolate: every frame stays inside the truncated region.
-        ws = interpolation_ws(G.mapping(G.z_from_seeds(opts.seeds), psi(G, opts)), opts.frames_per_seed)
+        ws = interpolation_ws(map_seeds(G, opts, opts.seeds), opts.frames_per_seed)
     pose = G.config.pose
     path = get_camera_path(opts.path, pose, len(ws)) if opts.path else None
 
@@ -53,7 +54,7 @@ def run(opts: InterpolateOptions) -> dict:
                 pose.yaw_mean, pose.pitch_mean, 1.0)
             with torch.no_grad():
                 # w changes every frame, so a plane cache (EG3D) is built and used once per frame.
-                views = LatentViews(G, ws[i:i + 1], resolution=opts.resolution, render=cfg,
+                views = LatentViews(G, ws[i:i + 1], condition=tool_condition(G, opts), resolution=opts.resolution, render=cfg,
                                     lock_view_dependence=opts.lock_view_dependence)
                 img = views.render(G.cameras([yaw], [pitch], scale)).image
             yield to_uint8(img[0])

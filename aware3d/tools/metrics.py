@@ -13,16 +13,17 @@ from typing import Literal
 from ..data import open_dataset
 from ..io.media import write_json
 from ..metrics.depth import DepthNetConfig
-from ..metrics.evaluate import evaluate, image_resolution
-from ..metrics.protocols import parse_metric_list
-from .common import ModelOptions, load_model, out_dir, settings_record
+from ..metrics.evaluate import evaluate
+from ..metrics.generation import image_resolution
+from ..metrics.registry import parse_metric_list
+from .common import ModelOptions, load_model, out_dir, settings_record, tool_condition
 
 
 @dataclass
 class MetricsOptions(ModelOptions):
     metrics: list[str] = field(default_factory=lambda: ["swd", "msssim", "reprojection"])
     """Metric names, space- or comma-separated: fid50k_full, fid10k_full, fid2k_full, kid50k_full, is50k, swd,
-    msssim, reprojection, side."""
+    msssim, reprojection, side, or one a family registers (aware3d.metrics.registry)."""
     data: str | None = None
     """Real images: a synthetic name (synthetic-heads, synthetic-objects), an image folder or a .zip (needed by
     fid*, kid*, swd and side; side needs a synthetic dataset)."""
@@ -74,6 +75,7 @@ def run(opts: MetricsOptions) -> dict:
         cache_dir=opts.cache_dir, progress=opts.progress, inception=opts.inception,
         truncation_psi=opts.truncation_psi, camera=opts.camera, resolution=opts.resolution,
         num_samples=opts.num_samples, lock_view_dependence=opts.lock_view_dependence, depth_net=depth_cfg,
+        condition=tool_condition(G, opts),
     )
     file = out / "metrics.json"
     record = settings_record("metrics", opts, G, **report, file=str(file), out=str(out))

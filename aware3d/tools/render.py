@@ -10,7 +10,8 @@ from tqdm import tqdm
 
 from ..cameras import get_camera_path
 from ..io.media import colorize_depth, make_grid, normals_to_image, save_image, write_json
-from .common import LatentViews, ModelOptions, load_model, out_dir, psi, settings_record
+from .common import (LatentViews, ModelOptions, load_model, map_seeds, out_dir, psi, settings_record,
+                     tool_condition)
 
 
 @dataclass
@@ -43,20 +44,21 @@ def run(opts: RenderOptions) -> dict:
     G = load_model(opts)
     out = out_dir(opts)
     views = view_list(G, opts)
-    w_all = G.mapping(G.z_from_seeds(opts.seeds), psi(G, opts))
+    w_all = map_seeds(G, opts, opts.seeds)
     cfg = G.eval_render_config(opts.num_samples)
     files, grid_rows = [], []
     for si, seed in enumerate(tqdm(opts.seeds, desc="render", unit="seed", disable=not opts.progress)):
         row = []
         # One latent, many views: EG3D's tri-planes are computed once per seed.
-        seed_views = LatentViews(G, w_all[si:si + 1], resolution=opts.resolution, render=cfg,
+        seed_views = LatentViews(G, w_all[si:si + 1], condition=tool_condition(G, opts), resolution=opts.resolution, render=cfg,
                                  lock_view_dependence=opts.lock_view_dependence, normals=opts.normals)
         for vi, (yaw, pitch, scale) in enumerate(views):
             res = seed_views.render(G.cameras([yaw], [pitch], scale))
             stem = out / f"seed{seed:04d}_view{vi:02d}"
             files.append(str(save_image(f"{stem}.png", res.image[0])))
             mask = res.opacity[:, 0] > 0.5
-            files.append(str(save_image(f"{stem}_depth.png", colorize_depth(res.depth[:, 0], mask=mask)[0], value_range=(0, 1))))
+            depth_map = colorize_depth(res.surface_depth[:, 0], mask=mask)[0]
+            files.append(str(save_image(f"{stem}_depth.png", depth_map, value_range=(0, 1))))
             if res.normals is not None:
                 files.append(str(save_image(f"{stem}_normal.png", normals_to_image(res.normals)[0], value_range=(0, 1))))
             row.append(res.image[0])

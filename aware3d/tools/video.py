@@ -9,7 +9,8 @@ from tqdm import tqdm
 
 from ..cameras import get_camera_path
 from ..io.media import make_grid, to_uint8, write_json, write_video
-from .common import LatentViews, ModelOptions, load_model, out_dir, psi, settings_record
+from .common import (LatentViews, ModelOptions, load_model, map_seeds, out_dir, psi, settings_record,
+                     tool_condition)
 
 
 @dataclass
@@ -52,9 +53,9 @@ def run(opts: VideoOptions) -> dict:
     path = get_camera_path(opts.path, G.config.pose, opts.frames)
     cfg = G.eval_render_config(opts.num_samples)
     with torch.no_grad():
-        w = G.mapping(G.z_from_seeds(seeds), psi(G, opts))
+        w = map_seeds(G, opts, seeds)
         # The latents are fixed for the whole path: EG3D's tri-planes are computed once here, not per frame.
-        views = LatentViews(G, w, resolution=opts.resolution, render=cfg,
+        views = LatentViews(G, w, condition=tool_condition(G, opts), resolution=opts.resolution, render=cfg,
                             lock_view_dependence=opts.lock_view_dependence)
 
     def frames():

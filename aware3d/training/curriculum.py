@@ -3,13 +3,17 @@
 A curriculum is a tuple of :class:`Stage` sorted by ``start``; stage k is active for
 ``stages[k].start <= step < stages[k+1].start``. When the resolution grows, the discriminator's new
 block fades in over ``fade_steps`` steps (pi-GAN also fades in the very first stage, from step 0).
+The fade-in and the density noise are :class:`~aware3d.training.schedule.Schedule` s derived from these
+fields (:meth:`Curriculum.schedules`), keyed by step.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from ..rendering import RenderConfig
+from .schedule import NamedSchedule, Piece, Schedule
 
 
 @dataclass(frozen=True)
@@ -85,15 +89,32 @@ class Curriculum:
 
     def alpha(self, step: int) -> float:
         """Fade-in of the discriminator's newest block at ``step``, in [0, 1]."""
-        if self.fade_steps <= 0:
-            return 1.0
-        return min(1.0, (step - self.resolution_start(step)) / self.fade_steps)
+        return self.alpha_schedule().value_at(step)
 
     def noise_std(self, step: int) -> float:
         """Density noise std at ``step``."""
-        if self.density_noise_steps <= 0:
-            return 0.0
-        return max(0.0, self.density_noise * (1 - step / self.density_noise_steps))
+        return self.noise_schedule().value_at(step)
+
+    def alpha_schedule(self) -> Schedule:
+        """The fade-in by step: at each resolution change (and step 0) a ramp 0 -> 1 over ``fade_steps``,
+        cut short by the next change; 1 throughout when ``fade_steps <= 0``."""
+        if self.fade_steps <= 0:
+            return Schedule.constant(1.0)
+        starts = [s.start for i, s in enumerate(self.stages)
+                  if i == 0 or s.resolution != self.stages[i - 1].resolution]
+        return Schedule("step", tuple(Piece(start, 0.0, "linear", 1.0, self.fade_steps) for start in starts))
+
+    def noise_schedule(self) -> Schedule:
+        """The density noise std by step: ``density_noise`` at 0 decaying linearly to 0 at
+        ``density_noise_steps`` (0 throughout when either is <= 0, as the seeds' max(0, ...))."""
+        if self.density_noise_steps <= 0 or self.density_noise <= 0:
+            return Schedule.constant(0.0)
+        return Schedule.ramp(self.density_noise, 0.0, self.density_noise_steps, "step")
+
+    def schedules(self) -> tuple[NamedSchedule, ...]:
+        """The schedules that run across the stages, named as the methods that evaluate them."""
+        return (NamedSchedule("alpha", self.alpha_schedule(), "fade-in of the discriminator's newest block, 0..1"),
+                NamedSchedule("noise_std", self.noise_schedule(), "std of the noise on raw density"))
 
     def render_config(self, base: RenderConfig, step: int) -> RenderConfig:
         """``base`` (the model's training render settings) with this step's samples and noise, unchunked."""
@@ -104,3 +125,21 @@ class Curriculum:
 
     def boundaries(self) -> list[int]:
         return [s.start for s in self.stages]
+
+    def images_seen(self, step: int) -> int:
+        """Real images shown before ``step`` (the trainer adds each step's global batch size)."""
+        total = 0
+        for i, s in enumerate(self.stages):
+            end = self.stages[i + 1].start if i + 1 < len(self.stages) else math.inf
+            total += max(0, min(step, end) - s.start) * s.batch_size
+        return int(total)
+
+    def step_at_images(self, images: float) -> int:
+        """The first step before which at least ``images`` real images have been shown."""
+        shown = 0
+        for i, s in enumerate(self.stages):
+            end = self.stages[i + 1].start if i + 1 < len(self.stages) else math.inf
+            if shown + (end - s.start) * s.batch_size >= images:
+                return s.start + max(0, math.ceil((images - shown) / s.batch_size))
+            shown += (end - s.start) * s.batch_size
+        raise AssertionError("unreachable: the last stage never ends")

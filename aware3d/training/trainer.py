@@ -87,6 +87,9 @@ class Trainer:
         else:
             cfg = resolve_run_config(options)
             self._check_fresh_run_dir()
+            # The process-wide RNG is part of the run's state (checkpointed, restored on resume): start it from
+            # the run's seed, so what ran in this process before never shows in the run.
+            torch.manual_seed(derive_seed(cfg.seed, "global"))
         self.cfg = cfg
         family = get_family(cfg.family)
         if family.training is None:
@@ -107,8 +110,8 @@ class Trainer:
         stage0 = cfg.curriculum.stage(0)
         betas, wd = tuple(cfg.curriculum.betas), cfg.curriculum.weight_decay
         self.opt = {
-            "G": torch.optim.Adam(self.G.parameters(), lr=stage0.g_lr, betas=betas, weight_decay=wd),
-            "D": torch.optim.Adam(self.D.parameters(), lr=stage0.d_lr, betas=betas, weight_decay=wd),
+            "G": self._optimizer("G", self.G, stage0.g_lr, betas, wd),
+            "D": self._optimizer("D", self.D, stage0.d_lr, betas, wd),
         }
         # Families with their own float16 layers (EG3D's num_fp16_res, with conv clamps) opt out of autocast.
         amp = options.amp and self.device.type == "cuda" and self.recipe.autocast
@@ -131,6 +134,15 @@ class Trainer:
             self.stats = StatsWriter(self.run_dir, tensorboard=options.tensorboard)
 
     # ----------------------------------------------------------------------------------------- set-up
+    def _optimizer(self, name: str, net: nn.Module, lr: float, betas, weight_decay: float) -> torch.optim.Adam:
+        """Adam over the recipe's parameter groups of ``net``; each group keeps its ``lr_scale``."""
+        groups = self.recipe.param_groups(name, net)
+        grouped = [p for g in groups for p in g.params]
+        if len(grouped) != len(set(map(id, grouped))) or set(map(id, grouped)) != set(map(id, net.parameters())):
+            raise ValueError(f"the recipe's parameter groups of {name} must hold every parameter exactly once")
+        return torch.optim.Adam([{"params": list(g.params), "lr": lr * g.lr_scale, "lr_scale": g.lr_scale,
+                                  "name": g.name} for g in groups], lr=lr, betas=betas, weight_decay=weight_decay)
+
     def _model_preset_name(self) -> str:
         from .presets import get_train_preset
 
@@ -234,7 +246,8 @@ class Trainer:
             render_gen = torch.Generator(device=self.device).manual_seed(
                 derive_seed(self.cfg.seed, "render", step, phase_index, c))
             yield Chunk(real.image[mine], real.label[mine], z_all[rows].to(self.device), cams,
-                        torch.stack([yaw[rows], pitch[rows]], -1).to(self.device), render_gen)
+                        torch.stack([yaw[rows], pitch[rows]], -1).to(self.device), render_gen,
+                        real_extras={k: v[mine] for k, v in real.extras.items()})
 
     # ----------------------------------------------------------------------------------------- step
     def _set_learning_rates(self, step: int) -> dict[str, float]:
@@ -242,7 +255,7 @@ class Trainer:
         lrs = {"G": stage.g_lr, "D": stage.d_lr}
         for k, opt in self.opt.items():
             for group in opt.param_groups:
-                group["lr"] = lrs[k]
+                group["lr"] = lrs[k] * group.get("lr_scale", 1.0)  # checkpoints before param groups have none
         return lrs
 
     def _autocast(self):
@@ -261,6 +274,7 @@ class Trainer:
         finite = True
         totals: dict[str, Tensor] = {}
         for chunk in self._chunks(phase_index, stage_state.step, real, batch_size, split, data):
+            chunk = self.recipe.prepare(chunk, stage_state)
             with self._autocast():
                 loss, stats = self.recipe.loss(phase, chunk, stage_state)
             finite &= bool(torch.isfinite(loss).item())
@@ -348,13 +362,18 @@ class Trainer:
         yaws = [pose.yaw_mean - 0.4, pose.yaw_mean, pose.yaw_mean + 0.4]
         z = G.z_from_seeds(list(range(n))).repeat_interleave(len(yaws), 0)
         cams = G.cameras([y for _ in range(n) for y in yaws], [pose.pitch_mean] * (n * len(yaws)))
-        out = render(G, z=z, cameras=cams, resolution=resolution, truncation_psi=1.0)
+        # Any sampling jitter of the render draws from a fixed seed on a forked RNG: the grids are reproducible
+        # and how many were written never changes the run's RNG state (exact resume).
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(0)
+            out = render(G, z=z, cameras=cams, resolution=resolution, truncation_psi=1.0)
         return save_image(path, out.image.clamp(-1, 1), nrow=len(yaws) * 2)
 
     def export_generator(self) -> Path:
         """The first EMA generator as an aware3d checkpoint folder ``<run>/generator`` (w_avg refreshed)."""
         G = make_ema(self.G_emas[self.cfg.ema_decays[0]])  # a copy: refreshing w_avg must not touch the EMA
-        if not G.tracks_w_avg:
+        if not G.capabilities.tracks_w_avg:
             G.update_w_avg()
         G.preset = self.G.preset
         source = {"trained_by": "aware3d train", "run": str(self.run_dir), "step": self.state.step,
@@ -366,7 +385,7 @@ class Trainer:
         from ..metrics import evaluate
 
         G = make_ema(self.G_emas[self.cfg.ema_decays[0]])
-        if not G.tracks_w_avg:
+        if not G.capabilities.tracks_w_avg:
             G.update_w_avg()
         data_res = self.cfg.curriculum.stage(max(self.state.step - 1, 0)).resolution
         out = evaluate(G, list(self.opts.metrics), self.dataset(data_res), num_gen=self.opts.metrics_num_gen,

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from ...cameras import PoseDistribution
+from ...nn.stylegan2.layers import NoiseMode
+from ...nn.triplane import PlaneAxes
 from ...rendering import RenderConfig
 
-PlaneAxes = Literal["official", "corrected"]
-NoiseMode = Literal["random", "const", "none"]
 FusedModconv = Literal["inference_only", "always", "never"]
 SuperResolutionName = Literal[
     "SuperresolutionHybrid8XDC", "SuperresolutionHybrid8X", "SuperresolutionHybrid4X", "SuperresolutionHybrid2X"]

@@ -30,10 +30,11 @@ from torch import Tensor, nn
 
 from ...io.keymap import CheckpointMismatchError, apply_key_map
 from ...io.safe_unpickle import PickledObject, load_pickle_file
+from ...io.sniff import FileSummary
 from .config import EG3D_PRESETS, EG3DConfig, eg3d_render
 from .discriminator import DualDiscriminator, DualDiscriminatorConfig
 from .generator import EG3DGenerator
-from .layers import setup_filter
+from ...nn.stylegan2.layers import setup_filter
 from .superresolution import SR_LAYOUTS
 
 STAND_INS = ("torch_utils.", "training.", "dnnlib.")
@@ -422,6 +423,41 @@ def import_official_eg3d_discriminator(path: str | os.PathLike) -> DualDiscrimin
     if "D" not in snap.networks:
         raise EG3DImportError(f"{path} has no discriminator D (present: {', '.join(snap.networks)})")
     return build_discriminator(snap.networks["D"], snap.path)
+
+
+PERSISTENCE = "torch_utils.persistence._reconstruct_persistent_obj"
+"""How NVIDIA's persistence module pickles a network (its class name and source travel as data)."""
+GENERATOR_CLASS_NAME = "TriPlaneGenerator"
+
+
+def is_official_snapshot(summary: FileSummary) -> bool:
+    """Sniffer: a plain pickle of NVIDIA persistent networks that holds EG3D's ``TriPlaneGenerator``."""
+    return summary.container == "pickle" and PERSISTENCE in summary.globals and GENERATOR_CLASS_NAME in summary.strings
+
+
+def load_official(path: Path, *, ema: bool, preset: str | None) -> EG3DGenerator:
+    """The importer's loader: ``G_ema`` (``ema``) or the training copy ``G``."""
+    return import_official_eg3d(path, network="G_ema" if ema else "G", preset=preset)
+
+
+def convert_official(path: Path, out: Path, *, ema: bool, preset: str | None, discriminator: bool) -> dict:
+    """One restricted read of the pickle for every network in it: the generator folder, plus the dual
+    discriminator beside it (``discriminator``)."""
+    from ...io.checkpoint import save_generator
+
+    snapshot = load_official_snapshot(path)
+    wanted = "G_ema" if ema else "G"
+    if wanted not in snapshot.networks:
+        raise ValueError(f"{path} has no {wanted} (present: {', '.join(snapshot.networks)}); "
+                         f"{'use --no-ema' if ema else 'drop --no-ema'}")
+    nets = convert_snapshot(snapshot, preset=preset)
+    G = nets[wanted]
+    folder = save_generator(G, out)
+    info = {"out": str(folder), "family": G.family, "preset": G.preset, "source": G.source,
+            "parameters": sum(p.numel() for p in G.parameters()), "networks": sorted(nets)}
+    if discriminator and "D" in nets:
+        info["discriminator"] = str(save_discriminator(nets["D"], folder))
+    return info
 
 
 # ---------------------------------------------------------------------------------------------------

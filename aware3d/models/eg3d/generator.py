@@ -29,11 +29,12 @@ from torch import Tensor
 
 from ...cameras import Cameras, camera_origin_from_angles, look_at
 from ...rendering import RandomDraws, RenderConfig, density_normals, render_rays
-from ..base import Generator3D, GeneratorOutput, expand_latent
-from .backbone import StyleGAN2Backbone
+from ..base import Capabilities, Condition, Generator3D, GeneratorOutput, expand_latent
+from ...nn.stylegan2.networks import StyleGAN2Backbone
+from ...nn.triplane import TriPlaneDecoder, sample_from_planes, triplane_field
 from .config import EG3DConfig, NoiseMode
 from .superresolution import SuperResolution
-from .triplane import TriPlaneDecoder, eg3d_rays, sample_from_planes, triplane_field
+from .rays import eg3d_rays
 
 
 @dataclass
@@ -43,8 +44,6 @@ class EG3DOutput(GeneratorOutput):
     neural rendering resolution R. Depth is the expected distance along the ray divided by the opacity,
     clamped to the range of all sample distances of the batch (EG3D's convention)."""
 
-    image_raw: Tensor | None = None
-    """(B, 3, R, R) the volume-rendered RGB in [-1, 1] (first three feature channels)."""
     features: Tensor | None = None
     """(B, C, R, R) the composited feature image fed to the super-resolution, in [-1, 1]."""
 
@@ -125,7 +124,8 @@ class EG3DGenerator(Generator3D):
     """z + camera label -> ws (B, num_ws, w_dim) -> tri-planes -> neural rendering -> super-resolved image."""
 
     family = "eg3d"
-    tracks_w_avg = True  # the mapping network's running mean, updated in training (update_emas=True)
+    # The mapping network's running mean is updated in training (update_emas=True).
+    capabilities = Capabilities(plane_cache=True, tracks_w_avg=True, raw_image=True)
 
     def __init__(self, config: EG3DConfig = EG3DConfig()):
         super().__init__()
@@ -142,6 +142,10 @@ class EG3DGenerator(Generator3D):
             config.sr_antialias, config.sr_channels, config.fused_modconv)
         # Per-dimension std of the training labels (registered by the official training loop; kept for import).
         self.register_buffer("dataset_label_std", torch.zeros(config.c_dim))
+
+    def image_resolution(self, render_resolution: int) -> int:
+        """The super-resolution always outputs ``config.img_resolution``."""
+        return self.config.img_resolution
 
     @property
     def num_ws(self) -> int:
@@ -201,14 +205,17 @@ class EG3DGenerator(Generator3D):
 
     # -- mapping ----------------------------------------------------------------------------------------
     def mapping(self, z: Tensor, *args, truncation_psi: float | None = None, cameras: Cameras | Tensor | None = None,
-                c: Tensor | None = None, truncation_cutoff: int | None = None, update_emas: bool = False) -> Tensor:
+                c: Tensor | None = None, truncation_cutoff: int | None = None, update_emas: bool = False,
+                condition: Condition | None = None) -> Tensor:
         """z (B, z_dim) -> ws (B, num_ws, w_dim).
 
         Accepts our order ``mapping(z, psi, cameras)`` and EG3D's ``mapping(z, c, truncation_psi=...)``: a
         positional number is psi, a positional :class:`Cameras` or (B, 25) tensor is the conditioning camera.
         Without a camera the frontal one is used (as ``gen_samples.py``). ``truncation_cutoff`` truncates only
-        the first ws (default ``config.truncation_cutoff``, None = all).
+        the first ws (default ``config.truncation_cutoff``, None = all). ``condition``: see
+        :class:`~aware3d.models.base.Condition` (EG3D takes none besides the camera).
         """
+        self.check_condition(condition)
         if len(args) > 2:
             raise TypeError(f"mapping takes z and at most two positional arguments (psi, cameras), got {len(args)}")
         for a in args:
@@ -277,7 +284,7 @@ class EG3DGenerator(Generator3D):
     def render_planes(self, planes: Tensor, ws: Tensor, cameras: Cameras | Tensor, *, resolution: int | None = None,
                       render: RenderConfig | None = None, generator: torch.Generator | None = None,
                       draws: RandomDraws | None = None, normals: bool = False, superresolution: bool = True,
-                      sr_noise_mode: NoiseMode | None = None) -> EG3DOutput:
+                      sr_noise_mode: NoiseMode | None = None, condition: Condition | None = None) -> EG3DOutput:
         """Render cached ``planes`` (B or 1, ...) from B cameras; ``ws`` drives the super-resolution.
 
         Args:
@@ -286,7 +293,9 @@ class EG3DGenerator(Generator3D):
             generator, draws: randomness of the renderer (jitter and importance uniforms, (B, R*R, S) each).
             normals: also return normals (negative density gradient at the depth point).
             superresolution: False skips the super-resolution (``image`` is then ``image_raw``).
+            condition: see :class:`~aware3d.models.base.Condition` (EG3D takes none besides the camera).
         """
+        self.check_condition(condition)
         cam2world, K = camera_matrices(cameras)
         B = cam2world.shape[0]
         planes, ws = expand_latent(planes, B), expand_latent(ws, B)
@@ -313,18 +322,19 @@ class EG3DGenerator(Generator3D):
             image = image_raw
         normal_map = None
         if normals:
-            points = rays_o + rays_d * depth[..., None]
+            points = rays_o + rays_d * out.surface_depth[..., None]
             n = density_normals(lambda p: self.sample_planes(planes, p)[1][..., 0], points,
                                 chunk=cfg.max_points or points.shape[1])
             normal_map = to_image(n * (out.opacity[..., None] > 1e-3))
         return EG3DOutput(image=image, depth=to_image(depth[..., None]), opacity=to_image(out.opacity[..., None]),
-                          normals=normal_map, image_raw=image_raw, features=feature_image)
+                          normals=normal_map, image_raw=image_raw, features=feature_image,
+                          surface_depth=to_image(out.surface_depth[..., None]))
 
     def synthesis(self, ws: Tensor, cameras: Cameras | Tensor, *, resolution: int | None = None,
                   neural_rendering_resolution: int | None = None, render: RenderConfig | None = None,
                   noise_mode: NoiseMode | None = None, lock_view_dependence: bool = False, normals: bool = False,
                   generator: torch.Generator | None = None, draws: RandomDraws | None = None, fast: bool = False,
-                  superresolution: bool = True) -> EG3DOutput:
+                  superresolution: bool = True, condition: Condition | None = None) -> EG3DOutput:
         """Render ws (B or 1, num_ws, w_dim) from B cameras (or (B, 25) labels).
 
         ``resolution`` / ``neural_rendering_resolution`` (aliases) set the raw rendering size; the final image
@@ -338,11 +348,14 @@ class EG3DGenerator(Generator3D):
         B = camera_matrices(cameras)[0].shape[0]
         ws = expand_latent(ws, B)
         return self.render_planes(self.planes(ws, noise_mode, generator), ws, cameras, resolution=R, render=render,
-                                  generator=generator, draws=draws, normals=normals, superresolution=superresolution)
+                                  generator=generator, draws=draws, normals=normals, superresolution=superresolution,
+                                  condition=condition)
 
-    def forward(self, z: Tensor, cameras: Cameras | Tensor, *, truncation_psi: float = 1.0, **kwargs) -> EG3DOutput:
+    def forward(self, z: Tensor, cameras: Cameras | Tensor, *, truncation_psi: float = 1.0,
+                condition: Condition | None = None, **kwargs) -> EG3DOutput:
         """Official forward: condition on the rendering cameras, then render from them."""
-        return self.synthesis(self.mapping(z, truncation_psi, cameras), cameras, **kwargs)
+        return self.synthesis(self.mapping(z, truncation_psi, cameras, condition=condition), cameras,
+                              condition=condition, **kwargs)
 
     def eval_render_config(self, num_samples: int | None = None, **changes) -> RenderConfig:
         """The tools' render settings, with coarse and fine samples set to ``num_samples`` if given."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ...export.layouts import GridLayout, GridVolumes
 from .generator import EG3DGenerator
 
 OFFICIAL_PAD_VALUE = -1000.0
@@ -77,3 +78,27 @@ def official_sigma_volume(G: EG3DGenerator, ws: Tensor, n: int, chunk: int = 1 <
         vol.narrow(axis, 0, pad).fill_(OFFICIAL_PAD_VALUE)
         vol.narrow(axis, n - pad, pad).fill_(OFFICIAL_PAD_VALUE)
     return vol
+
+
+def _official_volumes(G: EG3DGenerator, w: Tensor, n: int, half_extent: float | None, progress: bool) -> GridVolumes:
+    """gen_samples' final sigma array for one latent, stored as its .mrc (C order: z fastest, hence the
+    transpose for write_mrc, which stores its first axis fastest), and the flip undone for meshing (the sub-voxel
+    shear of the official points is ignored there, so the mesh sits on the regular grid of the box_warp cube)."""
+    if official_border(n) == 0:
+        raise ValueError(f"--grid {n} is too small for --grid-layout official: gen_samples trims int(30 N / 256) "
+                         "voxels per face, which is 0 below N = 9 and then (numpy's [-0:]) sets the whole volume to "
+                         "-1000; use --grid 9 or more, or --grid-layout regular")
+    if half_extent is not None:
+        raise ValueError("--half-extent does not apply to --grid-layout official (gen_samples samples the box_warp "
+                         "cube); drop it or use --grid-layout regular")
+    final = official_sigma_volume(G, w, n)
+    volume = final.flip(0)
+    pad = official_border(n)
+    # The level statistics skip the -1000 border, which is not a density of the model.
+    interior = volume[pad:n - pad, pad:n - pad, pad:n - pad]
+    return GridVolumes(final.permute(2, 1, 0), volume, interior, G.config.box_warp / 2)
+
+
+OFFICIAL_LAYOUT = GridLayout(
+    "official", "EG3D's gen_samples.py: its sheared create_samples grid over the box_warp cube, flipped along x, "
+    "the outer int(30 N / 256) voxels set to -1000, stored as gen_samples' .mrc (needs --grid >= 9)", _official_volumes)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import NoiseMode, SynthesisBlock
+from ...nn.stylegan2.layers import NoiseMode, SynthesisBlock
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,23 @@ from torch import Tensor
 
 from ...io.keymap import CheckpointMismatchError, apply_key_map
 from ...io.safe_unpickle import PickledObject, load_torch_file
+from ...io.sniff import FileSummary
 from .config import PIGAN_PRESETS
 from .generator import PiGANGenerator
 
 STAND_INS = ("generators.", "siren.", "torch.nn.modules.", "torch_ema.")
+GENERATOR_CLASS = "generators.generators.ImplicitGenerator3d"
+"""The official pi-GAN generator class, pickled whole into ``generator.pth``."""
+
+
+def is_official_generator(summary: FileSummary) -> bool:
+    """Sniffer: a ``torch.save`` of the official whole-module ``ImplicitGenerator3d``."""
+    return summary.container == "torch-zip" and GENERATOR_CLASS in summary.globals
+
+
+def load_official(path: Path, *, ema: bool, preset: str | None) -> PiGANGenerator:
+    """The importer's loader: ``ema`` applies ``ema.pth`` from the same folder when present."""
+    return import_official_pigan(path, ema_path="auto" if ema else None, preset=preset)
 
 
 def _modules(obj: PickledObject) -> dict:

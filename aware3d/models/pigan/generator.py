@@ -10,9 +10,9 @@ from torch import Tensor
 
 from ...cameras import Cameras, generate_rays
 from ...rendering import CameraFrameRays, RandomDraws, RenderConfig, density_normals, render_rays
-from ..base import Generator3D, GeneratorOutput, expand_latent
+from ..base import Condition, Generator3D, GeneratorOutput, expand_latent
 from .config import PiGANConfig
-from .network import FiLMSiren, MappingNetwork
+from ...nn.siren import FiLMSiren, MappingNetwork
 
 
 class PiGANGenerator(Generator3D):
@@ -45,8 +45,11 @@ class PiGANGenerator(Generator3D):
         self.w_avg.copy_((total / n).to(self.w_avg))
         return self.w_avg
 
-    def mapping(self, z: Tensor, truncation_psi: float = 1.0, cameras: Cameras | None = None) -> Tensor:
-        """z (B, z_dim) -> w (B, w_dim); psi < 1 pulls w toward ``w_avg`` (pi-GAN truncation)."""
+    def mapping(self, z: Tensor, truncation_psi: float = 1.0, cameras: Cameras | None = None,
+                condition: Condition | None = None) -> Tensor:
+        """z (B, z_dim) -> w (B, w_dim); psi < 1 pulls w toward ``w_avg`` (pi-GAN truncation). pi-GAN takes no
+        condition (see :class:`~aware3d.models.base.Condition`)."""
+        self.check_condition(condition)
         w = self.mapping_network(z)
         if truncation_psi != 1:
             w = self.w_avg + truncation_psi * (w - self.w_avg)
@@ -78,7 +81,8 @@ class PiGANGenerator(Generator3D):
 
     def synthesis(self, w: Tensor, cameras: Cameras, *, resolution: int | None = None, render: RenderConfig | None = None,
                   lock_view_dependence: bool = False, normals: bool = False, generator: torch.Generator | None = None,
-                  draws: RandomDraws | None = None, fast: bool = False) -> GeneratorOutput:
+                  draws: RandomDraws | None = None, fast: bool = False,
+                  condition: Condition | None = None) -> GeneratorOutput:
         """Render latents w (B or 1, w_dim) from B cameras.
 
         Args:
@@ -89,7 +93,9 @@ class PiGANGenerator(Generator3D):
             generator, draws: randomness of the renderer (see :func:`~aware3d.rendering.render_rays`).
             fast: inference only: fold the FiLM parameters into the weights (faster; rounding differs from
                 the exact, official-parity path by about 1e-6 relative).
+            condition: must be None or empty (pi-GAN takes no condition).
         """
+        self.check_condition(condition)
         res = resolution or self.config.resolution
         cfg = render or self.config.render
         B = len(cameras)
@@ -105,9 +111,8 @@ class PiGANGenerator(Generator3D):
 
         normal_map = None
         if normals:
-            # pi-GAN's depth is not divided by the opacity; the surface point uses the normalised one.
-            surface_t = (out.depth / out.opacity.clamp_min(1e-6)).clamp(cfg.near, cfg.far)
-            points = rays_o + rays_d * surface_t[..., None]
+            # pi-GAN's depth is unnormalised (and mixes in any last-sample fill): use the surface depth.
+            points = rays_o + rays_d * out.surface_depth[..., None]
             n = density_normals(self.density(w), points, chunk=cfg.max_points or points.shape[1])
             normal_map = to_image(n * (out.opacity[..., None] > 1e-3))
         return GeneratorOutput(
@@ -115,6 +120,7 @@ class PiGANGenerator(Generator3D):
             depth=to_image(out.depth[..., None]),
             opacity=to_image(out.opacity[..., None]),
             normals=normal_map,
+            surface_depth=to_image(out.surface_depth[..., None]),
         )
 
     def eval_render_config(self, num_samples: int | None = None, **changes) -> RenderConfig:

@@ -32,10 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..models.eg3d.discriminator import FilterMode, filtered_resizing
-from ..models.eg3d.generator import EG3DGenerator, EG3DOutput
-from .base import Chunk, Phase, StageState
-from .gan import logistic_d, nonsaturating_g
+from ...losses.base import Chunk, Phase, RecipeBase, StageState
+from ...losses.gan import logistic_d, nonsaturating_g
+from ...nn.stylegan2.discriminator import FilterMode, filtered_resizing
+from ...training.schedule import NamedSchedule, Schedule
+from .generator import EG3DGenerator, EG3DOutput
 
 
 @dataclass(frozen=True)
@@ -86,27 +87,51 @@ class EG3DLossConfig:
         if self.neural_rendering_resolution_initial < 4:
             raise ValueError("neural_rendering_resolution_initial must be >= 4 pixels")
 
-    # -- schedules (pure functions of the number of real images shown) ---------------------------
-    def swapping_prob(self, images_seen: int) -> float | None:
-        """GPC's probability of conditioning on another sample's camera (None: condition on zeros)."""
+    # -- schedules (of the number of real images shown; official formulas, see training.schedule) ------
+    def swapping_prob_schedule(self) -> Schedule | None:
+        """GPC's swap probability by images shown: 1 fading to gpc_reg_prob over gpc_reg_fade_kimg
+        (at once when <= 0); None without pose conditioning."""
         if self.gpc_reg_prob is None:
             return None
-        alpha = min(images_seen / (self.gpc_reg_fade_kimg * 1e3), 1.0) if self.gpc_reg_fade_kimg > 0 else 1.0
-        return (1 - alpha) * 1.0 + alpha * self.gpc_reg_prob
+        if self.gpc_reg_fade_kimg <= 0:
+            return Schedule.constant(self.gpc_reg_prob, "image")
+        return Schedule.ramp(1.0, self.gpc_reg_prob, self.gpc_reg_fade_kimg * 1e3, "image")
+
+    def blur_sigma_schedule(self) -> Schedule:
+        """The blur sigma (pixels) by images shown: blur_init_sigma fading to 0 over blur_fade_kimg."""
+        if self.blur_fade_kimg <= 0:
+            return Schedule.constant(0.0, "image")
+        return Schedule.ramp(self.blur_init_sigma, 0.0, self.blur_fade_kimg * 1e3, "image")
+
+    def neural_rendering_resolution_schedule(self) -> Schedule:
+        """The neural rendering resolution (pixels, rounded) by images shown: the initial one moving to
+        the final one over neural_rendering_resolution_fade_kimg (at once when <= 0)."""
+        initial, final = self.neural_rendering_resolution_initial, self.neural_rendering_resolution_final
+        if final is None:
+            return Schedule.constant(initial, "image", integer=True)
+        return Schedule.ramp(initial, final, self.neural_rendering_resolution_fade_kimg * 1e3, "image", integer=True)
+
+    def schedules(self) -> tuple[NamedSchedule, ...]:
+        """Every schedule of the recipe, named as the methods that evaluate them."""
+        gpc = self.swapping_prob_schedule()
+        return ((() if gpc is None else (NamedSchedule(
+                    "swapping_prob", gpc, "probability of conditioning G's mapping on another sample's camera"),))
+                + (NamedSchedule("blur_sigma", self.blur_sigma_schedule(), "sigma (pixels) of the blur of D's images"),
+                   NamedSchedule("neural_rendering_resolution", self.neural_rendering_resolution_schedule(),
+                                 "size (pixels) of the rendered (raw) images")))
+
+    def swapping_prob(self, images_seen: int) -> float | None:
+        """GPC's probability of conditioning on another sample's camera (None: condition on zeros)."""
+        schedule = self.swapping_prob_schedule()
+        return None if schedule is None else schedule.value_at(images_seen)
 
     def blur_sigma(self, images_seen: int) -> float:
         """Sigma in pixels of the blur of the images the discriminator sees."""
-        if self.blur_fade_kimg <= 0:
-            return 0.0
-        return max(1 - images_seen / (self.blur_fade_kimg * 1e3), 0.0) * self.blur_init_sigma
+        return self.blur_sigma_schedule().value_at(images_seen)
 
     def neural_rendering_resolution(self, images_seen: int) -> int:
         """The neural rendering resolution (pixels) at this point of training."""
-        if self.neural_rendering_resolution_final is None:
-            return self.neural_rendering_resolution_initial
-        alpha = min(images_seen / (self.neural_rendering_resolution_fade_kimg * 1e3), 1.0)
-        res = self.neural_rendering_resolution_initial * (1 - alpha) + self.neural_rendering_resolution_final * alpha
-        return int(round(res))
+        return self.neural_rendering_resolution_schedule().value_at(images_seen)
 
 
 def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
@@ -134,7 +159,7 @@ def swap_conditioning(c: Tensor, swapping_prob: float | None, generator: torch.G
     return torch.where(u < swapping_prob, torch.roll(c, 1, 0), c)
 
 
-class EG3DLoss:
+class EG3DLoss(RecipeBase):
     """The recipe over an :class:`EG3DGenerator` and a :class:`DualDiscriminator`."""
 
     autocast: bool = False
@@ -168,12 +193,13 @@ class EG3DLoss:
     def _mapping(self, chunk: Chunk, stage: StageState, update_emas: bool, per_sample: bool = True) -> Tensor:
         c_gen = swap_conditioning(chunk.cameras.eg3d_label(), self.config.swapping_prob(stage.images_seen),
                                   chunk.generator, per_sample)
-        return self.G.mapping(chunk.z, cameras=c_gen, update_emas=update_emas)
+        return self.G.mapping(chunk.z, cameras=c_gen, update_emas=update_emas, condition=chunk.condition)
 
     def _generate(self, chunk: Chunk, stage: StageState, update_emas: bool = False) -> EG3DOutput:
         ws = self._mapping(chunk, stage, update_emas)
         return self.G.synthesis(ws, chunk.cameras, neural_rendering_resolution=self.render_resolution(stage),
-                                render=stage.render, noise_mode="random", generator=chunk.generator)
+                                render=stage.render, noise_mode="random", generator=chunk.generator,
+                                condition=chunk.condition)
 
     def _discriminate(self, image: Tensor, image_raw: Tensor, c: Tensor, stage: StageState,
                       generator: torch.Generator | None) -> Tensor:

@@ -1,5 +1,5 @@
 """The tri-plane representation: projecting points onto three feature planes, bilinear sampling, the small
-decoder MLP (features -> density + colour features) and EG3D's ray sampler.
+decoder MLP (features -> density + colour features) and the field callback for the shared renderer.
 
 Planes are (B, 3, C, H, W). A world point q is scaled by ``2 / box_warp`` (the cube of side ``box_warp``
 centred at the origin maps to [-1, 1]^3) and plane p reads it at the 2-D coordinate (a, b) of its axis
@@ -15,8 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import PlaneAxes
-from .layers import FullyConnectedLayer
+from typing import Literal
+
+from .stylegan2.layers import FullyConnectedLayer
+
+PlaneAxes = Literal["official", "corrected"]
+"""Which axis pairs the three planes read: EG3D's released (x,y), (x,z), (z,x), or (x,y), (x,z), (y,z)."""
 
 # Plane p reads the world axes (a, b): a -> column (grid x), b -> row (grid y).
 PLANE_AXES: dict[str, tuple[tuple[int, int], ...]] = {
@@ -76,34 +80,6 @@ class TriPlaneDecoder(nn.Module):
         x = self.output(F.softplus(self.hidden(x.reshape(N * M, C)))).reshape(N, M, -1)
         rgb = torch.sigmoid(x[..., 1:]) * (1 + 2 * 0.001) - 0.001
         return rgb, x[..., 0:1]
-
-
-def eg3d_rays(cam2world: Tensor, intrinsics: Tensor, resolution: int) -> tuple[Tensor, Tensor]:
-    """EG3D's RaySampler: rays through pixel centres of a ``resolution``^2 image.
-
-    Args:
-        cam2world: (B, 4, 4) OpenCV camera-to-world; intrinsics: (B, 3, 3) normalised (skew supported).
-    Returns:
-        origins (B, R*R, 3) (the camera position) and unit directions (B, R*R, 3), row-major
-        (ray index = row * R + col). The direction is ``cam2world @ (x, y, 1, 1) - origin`` normalised,
-        the official arithmetic (bitwise-equal rays).
-    """
-    B = cam2world.shape[0]
-    device = cam2world.device
-    origin = cam2world[:, :3, 3]
-    fx, fy = intrinsics[:, 0, 0, None], intrinsics[:, 1, 1, None]
-    cx, cy, sk = intrinsics[:, 0, 2, None], intrinsics[:, 1, 2, None], intrinsics[:, 0, 1, None]
-    idx = torch.arange(resolution, dtype=torch.float32, device=device)
-    uv = torch.stack(torch.meshgrid(idx, idx, indexing="ij")) * (1.0 / resolution) + (0.5 / resolution)
-    uv = uv.flip(0).reshape(2, -1).transpose(1, 0).unsqueeze(0).repeat(B, 1, 1)
-    x_cam, y_cam = uv[:, :, 0], uv[:, :, 1]
-    z_cam = torch.ones(B, resolution * resolution, device=device)
-    x_lift = (x_cam - cx + cy * sk / fy - sk * y_cam / fy) / fx * z_cam
-    y_lift = (y_cam - cy) / fy * z_cam
-    cam_points = torch.stack((x_lift, y_lift, z_cam, torch.ones_like(z_cam)), dim=-1)
-    world = torch.bmm(cam2world, cam_points.permute(0, 2, 1)).permute(0, 2, 1)[:, :, :3]
-    dirs = F.normalize(world - origin[:, None, :], dim=2)
-    return origin.unsqueeze(1).repeat(1, dirs.shape[1], 1), dirs
 
 
 def triplane_field(planes: Tensor, decoder: TriPlaneDecoder, box_warp: float, plane_axes: PlaneAxes | str = "official"):

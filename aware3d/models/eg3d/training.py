@@ -1,0 +1,55 @@
+"""EG3D's training presets: the official recipes and a CPU-sized one on the built-in synthetic heads."""
+
+from __future__ import annotations
+
+import math
+
+from ...training.curriculum import Curriculum, Stage
+from ...training.presets import TrainPreset
+from .discriminator import DualDiscriminatorConfig
+from .loss import EG3DLossConfig
+
+
+def eg3d_train_presets() -> dict[str, TrainPreset]:
+    """EG3D's official recipes (``train.py`` defaults with each dataset's --gamma / --gpc_reg_prob, batch 32)
+    and a CPU-sized one on the built-in synthetic heads.
+
+    StyleGAN2's lazy regularisation also scales the Adam learning rates by interval / (interval + 1)
+    (G: 4/5, D: 16/17), which these stages apply; the betas (0, 0.99) are shared by G and D here.
+    The official presets have no default dataset: pass ``--data`` (a zip with EG3D labels).
+    """
+
+    def official(model: str, img: int, samples: int, loss: EG3DLossConfig) -> TrainPreset:
+        stage = Stage(0, img, 32, 1, samples, samples, g_lr=0.0025 * 4 / 5, d_lr=0.002 * 16 / 17)
+        return TrainPreset("eg3d", model, DualDiscriminatorConfig(img_resolution=img), loss,
+                           Curriculum((stage,), fade_steps=0, density_noise=0.0, betas=(0.0, 0.99)),
+                           data="", total_steps=25_000_000 // 32)
+
+    # Synthetic heads are seen at radius 1 with a 12-degree field of view (focal 0.5 / tan 6 deg) and fill
+    # about +-0.11 world units, as pi-GAN's CelebA set-up: the tri-planes cover a 0.24 cube.
+    heads_camera = ("camera_radius=1.0", "camera_pivot=[0,0,0]", f"focal={0.5 / math.tan(math.radians(6)):.6f}",
+                    "fov_deg=12", "pose.radius=1.0", "box_warp=0.24", "shape_half_extent=0.12",
+                    "render.near=0.88", "render.far=1.12", "eval_render.near=0.88", "eval_render.far=1.12")
+    return {
+        # ffhq512-128: trained at neural rendering resolution 64, then moved to 128.
+        "eg3d-ffhq": official("eg3d-ffhq", 512, 48, EG3DLossConfig(
+            r1_gamma=1.0, gpc_reg_prob=0.5, neural_rendering_resolution_initial=64,
+            neural_rendering_resolution_final=128)),
+        "eg3d-afhq": official("eg3d-afhq", 512, 48, EG3DLossConfig(
+            r1_gamma=5.0, gpc_reg_prob=0.8, neural_rendering_resolution_initial=64,
+            neural_rendering_resolution_final=128)),
+        "eg3d-shapenet": official("eg3d-shapenet", 128, 64, EG3DLossConfig(
+            r1_gamma=0.3, gpc_reg_prob=None, neural_rendering_resolution_initial=64)),
+        # CPU-sized: 16 px neural rendering super-resolved to 32 px, batch 8, a short blur.
+        "eg3d-tiny": TrainPreset(
+            "eg3d", "eg3d-tiny",
+            DualDiscriminatorConfig(img_resolution=32, channel_base=256, channel_max=32, num_fp16_res=0,
+                                    mapping_layers=2),
+            EG3DLossConfig(r1_gamma=1.0, r1_interval=4, gpc_reg_prob=0.5, gpc_reg_fade_kimg=1.0,
+                           density_reg=0.25, density_reg_extent=0.12, density_reg_points=256,
+                           blur_init_sigma=2.0, blur_fade_kimg=1.0, neural_rendering_resolution_initial=16),
+            Curriculum((Stage(0, 32, 8, 1, 12, 12, g_lr=0.0025 * 4 / 5, d_lr=0.002 * 4 / 5),), fade_steps=0,
+                       density_noise=0.0, betas=(0.0, 0.99)),
+            data="synthetic-heads", total_steps=2000, model_overrides=heads_camera,
+        ),
+    }
