@@ -19,7 +19,6 @@ from aware3d.models import registry
 from aware3d.models.base import Capabilities, Condition
 from aware3d.models.pigan.generator import PiGANGenerator
 from aware3d.training.config import TrainOptions
-from aware3d.training.presets import TrainPreset
 from aware3d.training.trainer import Trainer
 
 NAME = "labelled"

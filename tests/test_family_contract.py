@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import json
 import math
-import os
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -35,8 +34,9 @@ from aware3d.training.schedule import NamedSchedule
 from aware3d.training.stats import read_stats
 from aware3d.training.trainer import Trainer
 
+from .conftest import require_reference
+
 FAMILIES = sorted(families())
-REFERENCE = Path(os.environ.get("AWARE3D_REFERENCE", Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"))
 
 
 @pytest.fixture(params=FAMILIES)
@@ -172,12 +172,8 @@ def test_resume_is_bit_exact(family, two_step_runs, tmp_path):
 @functools.cache
 def official_files() -> dict[str, list[Path]]:
     """The official checkpoints of the reference fixtures, by the family folder they sit in."""
-    if not REFERENCE.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"reference fixtures not found at {REFERENCE} (set AWARE3D_REFERENCE)")
-        pytest.skip(f"reference fixtures not found at {REFERENCE} (set AWARE3D_REFERENCE)")
     out: dict[str, list[Path]] = {}
-    for folder in sorted(p for p in REFERENCE.iterdir() if p.is_dir()):
+    for folder in sorted(p for p in require_reference().iterdir() if p.is_dir()):
         files = [f for f in sorted(folder.iterdir()) if f.suffix in (".pth", ".pkl", ".pt")]
         out[folder.name] = [f for f in files if summarize_file(f).container != "unknown"]
     return out
@@ -193,7 +189,7 @@ def test_importers_recognise_their_files_and_refuse_the_others(family):
                 assert not claimed, f"{family.name} importers {claimed} claim {path}, a {folder} file"
     if family.name in files and family.importers:
         own = [p for p in files[family.name] if any(imp.sniff(summarize_file(p)) for imp in family.importers)]
-        assert own, f"no importer of {family.name} recognises any file of {REFERENCE / family.name}"
+        assert own, f"no importer of {family.name} recognises any file of {family.name}'s reference fixtures"
 
 
 def test_registry_fields_are_typed_dataclasses(family):

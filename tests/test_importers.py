@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,18 +12,15 @@ import aware3d
 from aware3d.cli.main import main
 from aware3d.io.sniff import summarize_bytes, summarize_file
 from aware3d.models import registry
-from aware3d.models.registry import FamilySpec, Importer, NoImporterError, TinyPresets, find_importer
+from aware3d.models.registry import (
+    FamilySpec,
+    Importer,
+    NoImporterError,
+    TinyPresets,
+    find_importer,
+)
 
-REFERENCE = Path(os.environ.get("AWARE3D_REFERENCE", Path(__file__).resolve().parents[1] / ".." / "shared" / "reference"))
-
-
-def reference(*parts: str) -> Path:
-    path = REFERENCE.joinpath(*parts)
-    if not path.is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"reference fixture {path} not found (set AWARE3D_REFERENCE)")
-        pytest.skip(f"reference fixture {path} not found (set AWARE3D_REFERENCE)")
-    return path
+from .conftest import require_reference as reference
 
 
 def test_summaries_read_names_without_unpickling(tmp_path):
