@@ -53,7 +53,7 @@ def test_convert_and_load_identify_files_by_content_whatever_their_suffix(tmp_pa
 
 
 @pytest.mark.parametrize("fixture", [("pigan", "ema.pth"), ("epigraf", "network-snapshot.pkl"),
-                                     ("shadegan", "generator.pth"), ("eg3d", "README.md")])
+                                     ("eg3d", "README.md")])
 def test_files_no_family_reads_are_refused_with_what_was_found(tmp_path, fixture):
     path = reference(*fixture)
     with pytest.raises(NoImporterError) as err:

@@ -74,8 +74,8 @@ class TinyPresets:
 
     model: str
     """A model preset that renders in well under a second on one CPU core."""
-    train: str
-    """A training preset whose steps take about a second on CPU."""
+    train: str | None
+    """A training preset whose steps take about a second on CPU (None for an inference-only family)."""
     train_overrides: tuple[str, ...] = ()
     """``--override`` items that shrink :attr:`train` further, for a smoke run of a few steps."""
 
@@ -119,8 +119,11 @@ def register_family(spec: FamilySpec) -> FamilySpec:
     missing = [f for f in REQUIRED_CONFIG_FIELDS if f not in has]
     if missing:
         raise ValueError(f"family {spec.name!r}: {spec.config_cls.__name__} lacks the shared config fields {missing}")
-    unknown = [n for n in (spec.tiny.model,) if n not in spec.presets] + \
-        [n for n in (spec.tiny.train,) if spec.training is not None and n not in spec.train_presets]
+    unknown = [n for n in (spec.tiny.model,) if n not in spec.presets]
+    if (spec.training is None) != (spec.tiny.train is None):
+        unknown.append(f"train={spec.tiny.train!r} (None exactly when the family has no training recipe)")
+    elif spec.tiny.train is not None and spec.tiny.train not in spec.train_presets:
+        unknown.append(spec.tiny.train)
     if unknown:
         raise ValueError(f"family {spec.name!r}: tiny presets {unknown} are not among its presets")
     taken = {p: f.name for f in _FAMILIES.values() if f.name != spec.name for p in (*f.presets, *f.train_presets)}

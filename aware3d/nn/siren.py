@@ -15,6 +15,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+@torch.no_grad()
+def mean_mapping_output(mapping: nn.Module, z_dim: int, num_samples: int, seed: int = 0, batch: int = 2500,
+                        device: torch.device | str = "cpu") -> Tensor:
+    """(1, out) mean of ``mapping(z)`` over ``num_samples`` z ~ N(0, I) (z_dim each) drawn from a CPU generator
+    seeded with ``seed``, in chunks of ``batch`` on ``device``, accumulated in float64: the truncation
+    centre ``w_avg`` of the SIREN families (a stored one keeps renders reproducible; the official code
+    re-draws it at every render)."""
+    g = torch.Generator().manual_seed(seed)
+    total: Tensor | float = 0.0
+    for s in range(0, num_samples, batch):
+        z = torch.randn(min(batch, num_samples - s), z_dim, generator=g).to(device)
+        total = total + mapping(z).double().sum(0, keepdim=True).cpu()
+    return total / num_samples
+
+
 class MappingNetwork(nn.Module):
     """z (B, z_dim) -> w (B, 2 * n_film * hidden): raw frequencies then phase shifts (pi-GAN's w space)."""
 

@@ -42,7 +42,13 @@ def train_presets() -> dict[str, TrainPreset]:
 
 
 def get_train_preset(name: str) -> TrainPreset:
+    from ..models.registry import families
+
     presets = train_presets()
-    if name not in presets:
-        raise ValueError(f"unknown training preset {name!r}; valid: {', '.join(sorted(presets))}")
-    return presets[name]
+    if name in presets:
+        return presets[name]
+    untrained = [f.name for f in families().values() if f.training is None and name in f.presets]
+    if untrained:
+        raise ValueError(f"{name!r} is a model preset of the {untrained[0]} family, which has no training recipe "
+                         f"yet; training presets: {', '.join(sorted(presets))}")
+    raise ValueError(f"unknown training preset {name!r}; valid: {', '.join(sorted(presets))}")

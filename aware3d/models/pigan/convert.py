@@ -16,6 +16,7 @@ from torch import Tensor
 from ...io.keymap import CheckpointMismatchError, apply_key_map
 from ...io.safe_unpickle import PickledObject, load_torch_file
 from ...io.sniff import FileSummary
+from ...io.torch_ema import apply_torch_ema
 from .config import PIGAN_PRESETS
 from .generator import PiGANGenerator
 
@@ -110,7 +111,7 @@ def import_official_pigan(generator_path: str | Path, ema_path: str | Path | Non
         candidate = generator_path.with_name(generator_path.name.replace("generator", "ema"))
         ema_path = candidate if candidate != generator_path and candidate.is_file() else None
     if ema_path is not None:
-        tensors = _apply_ema(params, Path(ema_path))
+        tensors = apply_torch_ema(params, Path(ema_path))
         source["ema"] = str(ema_path)
 
     G = PiGANGenerator(config)
@@ -119,22 +120,3 @@ def import_official_pigan(generator_path: str | Path, ema_path: str | Path | Non
     G.preset = preset
     G.source = source
     return G.eval()
-
-
-def _apply_ema(params: list[tuple[str, Tensor]], ema_path: Path) -> dict[str, Tensor]:
-    """Replace the raw weights by the EMA shadow weights, paired by position like ``ema.copy_to``."""
-    if not ema_path.is_file():
-        raise FileNotFoundError(f"EMA file not found: {ema_path} (pass ema=None to use the raw weights)")
-    ema = load_torch_file(ema_path, stand_ins=STAND_INS)
-    shadow = ema.state.get("shadow_params") if isinstance(ema, PickledObject) and isinstance(ema.state, dict) else None
-    if not isinstance(shadow, list):
-        raise CheckpointMismatchError(f"{ema_path} is not a torch_ema ExponentialMovingAverage (no shadow_params)")
-    if len(shadow) != len(params):
-        raise CheckpointMismatchError(
-            f"{ema_path} holds {len(shadow)} shadow tensors but the generator has {len(params)} parameters")
-    out = {}
-    for (name, p), s in zip(params, shadow):
-        if tuple(s.shape) != tuple(p.shape):
-            raise CheckpointMismatchError(f"{ema_path}: shadow tensor for {name} is {tuple(s.shape)}, expected {tuple(p.shape)}")
-        out[name] = s
-    return out

@@ -12,7 +12,7 @@ from ...cameras import Cameras, generate_rays
 from ...rendering import CameraFrameRays, RandomDraws, RenderConfig, density_normals, render_rays
 from ..base import Condition, Generator3D, GeneratorOutput, expand_latent
 from .config import PiGANConfig
-from ...nn.siren import FiLMSiren, MappingNetwork
+from ...nn.siren import FiLMSiren, MappingNetwork, mean_mapping_output
 
 
 class PiGANGenerator(Generator3D):
@@ -37,12 +37,8 @@ class PiGANGenerator(Generator3D):
     def update_w_avg(self, num_samples: int | None = None, seed: int = 0, batch: int = 2500) -> Tensor:
         """Recompute ``w_avg`` from ``num_samples`` z drawn from a generator seeded with ``seed``."""
         n = num_samples or self.config.w_avg_samples
-        g = torch.Generator().manual_seed(seed)
-        total = torch.zeros(1, self.field.w_dim, dtype=torch.float64)
-        for s in range(0, n, batch):
-            z = torch.randn(min(batch, n - s), self.z_dim, generator=g).to(self.w_avg.device)
-            total += self.mapping_network(z).double().sum(0, keepdim=True).cpu()
-        self.w_avg.copy_((total / n).to(self.w_avg))
+        mean = mean_mapping_output(self.mapping_network, self.z_dim, n, seed, batch, self.w_avg.device)
+        self.w_avg.copy_(mean.to(self.w_avg))
         return self.w_avg
 
     def mapping(self, z: Tensor, truncation_psi: float = 1.0, cameras: Cameras | None = None,
