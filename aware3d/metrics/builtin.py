@@ -20,7 +20,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..config import to_dict
-from ..models.base import GeneratorOutput
+from ..models.base import Condition, GeneratorOutput
 from .depth import (DepthNetConfig, erode_mask, load_or_train_depth_net, mean_angle_deviation, normals_from_depth,
                     scale_invariant_depth_error)
 from .frechet import FeatureStats, frechet_distance
@@ -188,12 +188,14 @@ def ray_image(out: GeneratorOutput, raw_image: bool) -> Tensor:
     return out.image_raw if raw_image else out.image
 
 
-def _render_views(ctx: MetricContext, z: Tensor, views, g_render, config: ReprojectionConfig, cond: dict):
+def _render_views(ctx: MetricContext, z: Tensor, views, g_render, config: ReprojectionConfig,
+                  condition: Condition | None):
     """Every view of latents ``z``: (images, surface depths, valid masks, cameras), one entry per view."""
     G, st = ctx.G, ctx.settings
     pose, b, raw = G.config.pose, z.shape[0], G.capabilities.raw_image
     # Camera-conditioned mappings (EG3D) get the mean pose, the same for every view of a latent.
-    w = G.mapping(z, st.truncation_psi, cameras=G.cameras([pose.yaw_mean] * b, [pose.pitch_mean] * b), **cond)
+    w = G.mapping(z, st.truncation_psi, cameras=G.cameras([pose.yaw_mean] * b, [pose.pitch_mean] * b),
+                  condition=condition)
     # Only the volume-rendered image is compared (see the module doc), so the super-resolution is skipped.
     geometry_only = {"superresolution": False} if raw else {}
     images, depths, valid, cams = [], [], [], []
@@ -201,7 +203,7 @@ def _render_views(ctx: MetricContext, z: Tensor, views, g_render, config: Reproj
         c = G.cameras([yaw] * b, [pitch] * b)
         out = G.synthesis(w, c, resolution=st.resolution, render=st.render,
                           lock_view_dependence=st.lock_view_dependence, fast=True, generator=g_render,
-                          **geometry_only, **cond)
+                          **geometry_only, condition=condition)
         images.append(ray_image(out, raw))
         depths.append(output_surface_depth(out))
         valid.append(out.opacity > config.min_opacity)

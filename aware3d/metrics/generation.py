@@ -72,12 +72,9 @@ def render_generator(G: Generator3D, seed: int) -> torch.Generator:
     return torch.Generator(device=G.device).manual_seed(seed + RENDER_SEED_OFFSET)
 
 
-def condition_rows(condition: Condition | None, start: int, stop: int, device) -> dict:
-    """``{"condition": rows start..stop of condition}`` on ``device`` for a generator call, or ``{}`` without
-    one (so generators that take no condition are called exactly as before). One-row fields apply to all."""
-    if condition is None:
-        return {}
-    return {"condition": condition.rows(slice(start, stop)).to(device)}
+def condition_rows(condition: Condition | None, start: int, stop: int, device) -> Condition | None:
+    """Rows start..stop of ``condition`` on ``device`` (one-row fields apply to all), or None."""
+    return None if condition is None else condition.rows(slice(start, stop)).to(device)
 
 
 def resolve_camera(requested: str, data) -> str:
@@ -133,7 +130,7 @@ def generate(G: Generator3D, n: int, settings: GenerationSettings, *, seed: int,
             cams = _cameras(G, b, settings, data, g)
             out = G(z, cams, truncation_psi=settings.truncation_psi, resolution=settings.resolution,
                     render=settings.render, lock_view_dependence=settings.lock_view_dependence, normals=normals,
-                    fast=True, generator=g_render, **condition_rows(condition, s, s + b, G.device))
+                    fast=True, generator=g_render, condition=condition_rows(condition, s, s + b, G.device))
             bar.update(b)
             yield out, cams
 
