@@ -84,7 +84,7 @@ def main() -> None:
                 gflops = res * res * 2 * s * FLOP_PER_POINT / t / 1e9
                 label = "fast" if fast else "exact"
                 print(f"{f'render {res}px {s}+{s} {label} (s/image)':42s} {t:12.3f}")
-                print(f"{f'  SIREN GFLOP/s, ratio to ceiling':42s} {gflops:12.1f} {gflops / ceiling:8.1%} "
+                print(f"{'  SIREN GFLOP/s, ratio to ceiling':42s} {gflops:12.1f} {gflops / ceiling:8.1%} "
                       f"{'>= 70%' if fast else '':>8s}")
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
     print(f"{'peak process memory (GB, RSS)':42s} {peak_gb:12.2f} {'':8s} {'< 2 GB':>8s}")

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from aware3d.io.keymap import CheckpointMismatchError
+from aware3d.io.pickled_modules import walk_modules
 from aware3d.io.safe_unpickle import PickledObject, UnsafePickleError, load_pickle_file
 from aware3d.models.eg3d.convert import (
     STAND_INS,
@@ -26,7 +27,6 @@ from aware3d.models.eg3d.convert import (
     build_generator,
     import_official_eg3d,
     snapshot_from_data,
-    walk_modules,
 )
 
 from .conftest import require_reference

@@ -191,3 +191,54 @@ def test_convert_writes_a_checkpoint_with_the_ema_weights_and_light_prior(tmp_pa
     a, b = G.state_dict(), converted.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert torch.equal(converted.light_mean, torch.tensor([0.2, 0.45, -0.05, 0.25]))
+
+
+def test_a_state_dict_without_the_tracker_is_recognised_and_imported(tmp_path):
+    """The BFM models train without surface tracking: their generator.pth has no ``surfacenet.*`` keys."""
+    state = torch.load(require_reference("shadegan", "generator.pth"), weights_only=True)
+    state = {k: v for k, v in state.items() if not k.startswith("surfacenet.")}
+    state["siren.color_layer_sine.layer.weight"] = state["siren.color_layer_sine.layer.weight"][:, 3:]  # no view
+    path = tmp_path / "bfm_noview" / "generator.pth"
+    path.parent.mkdir()
+    torch.save(state, path)
+    assert is_official_generator(summarize_file(path)) and find_importer(path)[0].name == "shadegan"
+    G = aware3d.load(path, ema=False)
+    assert G.tracker is None and G.preset == "shadegan-bfm" and not G.config.view_condition
+    assert torch.equal(G.field.color_film.linear.weight, state["siren.color_layer_sine.layer.weight"])
+    with torch.no_grad():
+        out = G(G.z_from_seeds([0]), G.cameras([math.pi / 2], [math.pi / 2]), resolution=8,
+                render=G.eval_render_config(num_samples=4))
+    assert torch.isfinite(out.image).all() and "tracker_depth" not in out.maps
+
+
+def test_tracker_loss_lpips_term_needs_the_users_files_and_adds_to_the_l1(tmp_path, monkeypatch):
+    from aware3d.losses.base import Chunk, StageState
+    from aware3d.models.shadegan.loss import ShadeGANLoss, ShadeGANLossConfig
+    from aware3d.nn.lpips import TAP_CHANNELS, LPIPSConfig, LPIPSWeightsNotFound, lin_head_key, vgg16_feature_shapes
+
+    monkeypatch.delenv("AWARE3D_LPIPS_VGG16", raising=False)
+    monkeypatch.delenv("AWARE3D_LPIPS_LIN", raising=False)
+    G = build_generator("shadegan-tiny", seed=0)
+    with pytest.raises(LPIPSWeightsNotFound, match="(?s)vgg16-397923af.pth.*depth_lpips_lambda=0"):
+        ShadeGANLoss(G, None, ShadeGANLossConfig(depth_lpips_lambda=1.0))
+
+    # Stand-in weight files in the published layouts (random values), through the same loader.
+    g = torch.Generator().manual_seed(0)
+    vgg = {k: torch.randn(s, generator=g) * (2 / max(1, math.prod(s[1:]))) ** 0.5
+           for k, s in vgg16_feature_shapes().items()}
+    torch.save(vgg, tmp_path / "vgg16-397923af.pth")
+    torch.save({lin_head_key(i): torch.rand(1, c, 1, 1, generator=g) for i, c in enumerate(TAP_CHANNELS)},
+               tmp_path / "vgg.pth")
+    files = LPIPSConfig(str(tmp_path / "vgg16-397923af.pth"), str(tmp_path / "vgg.pth"))
+    l1_only = ShadeGANLoss(G, None, ShadeGANLossConfig(track_start=0))
+    both = ShadeGANLoss(G, None, ShadeGANLossConfig(track_start=0, depth_lpips_lambda=1.0, lpips=files))
+    yaw, pitch = G.config.pose.sample(2, generator=torch.Generator().manual_seed(0))
+    chunk = Chunk(torch.zeros(2, 3, 16, 16), torch.zeros(2, 25), G.z_from_seeds([0, 1]), G.cameras(yaw, pitch),
+                  torch.stack([yaw, pitch], -1), torch.Generator().manual_seed(1))
+    stage = StageState(10, 16, replace(G.config.render, num_samples=4, num_importance=4, perturb=False), 1.0)
+    out = G(chunk.z, chunk.cameras, resolution=16, render=stage.render, delta=both.delta(10))
+    a, b = l1_only._depth_loss(out, stage.render), both._depth_loss(out, stage.render)
+    assert b > a > 0  # the perceptual term adds a positive distance
+    G.zero_grad()
+    (b - a).backward()
+    assert G.tracker.linear.weight.grad.abs().sum() > 0  # and it trains the tracker

@@ -5,7 +5,6 @@ from dataclasses import fields
 
 import pytest
 import torch
-from torch import Tensor
 
 from aware3d.cameras import Cameras, from_eg3d_label, generate_rays, pigan_to_epigraf
 from aware3d.data.synthetic import (

@@ -26,6 +26,8 @@ from aware3d.training.state import read_training_meta
 from aware3d.training.stats import read_stats
 from aware3d.training.trainer import Trainer, TrainingDiverged
 
+from .ball_scene import BALL_CAMERA_RADIUS, BALL_FAR, BALL_FOV, BALL_NEAR, ImagePool, ball_view
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -301,42 +303,13 @@ def test_demo_metrics_give_swd_levels_and_side(tmp_path, monkeypatch):
 # hundred Adam steps (of order 1 per unit) then make the 30-unit-deep ball opaque. At pi-GAN's scale (a ball
 # of radius 0.08) they cannot, and the generator paints the disk on the far sample instead, whose infinite
 # last interval makes any positive density opaque (the depth then went to the far plane).
-BALL_CAMERA_RADIUS, BALL_RADIUS, BALL_FOV, BALL_COLOUR = 100.0, 15.0, 30.0, (0.9, 0.5, 0.2)
-BALL_NEAR, BALL_FAR, BALL_RES, BALL_STEPS = 80.0, 120.0, 16, 300
-
-
-def _ball_view(res: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ball from the frontal camera: image (1, 3, res, res) in [-1, 1] and the distance to its
-    surface along each pixel's ray (res, res) (0 where the ray misses)."""
-    from aware3d.cameras import Cameras, generate_rays
-
-    cams = Cameras.from_angles([math.pi / 2], [math.pi / 2], BALL_FOV, radius=BALL_CAMERA_RADIUS)
-    o, d = generate_rays(cams, res, res, grid="edge_aligned")
-    b = -(o * d).sum(-1)
-    disc = b * b - ((o * o).sum(-1) - BALL_RADIUS ** 2)
-    hit = disc > 0
-    img = torch.zeros(1, res * res, 3)
-    img[hit] = torch.tensor(BALL_COLOUR)
-    depth = torch.where(hit, b - disc.clamp_min(0).sqrt(), torch.zeros(()))
-    return img.reshape(1, res, res, 3).permute(0, 3, 1, 2) * 2 - 1, depth.reshape(res, res)
+BALL_RES, BALL_STEPS = 16, 300
 
 
 def _train_on_the_ball(tmp_path: Path, steps: int, g_lr: float, d_lr: float) -> dict[str, tuple[float, float, float]]:
     """Train pigan-tiny on the ball; (mean colour error, centre depth error, centre opacity) before and after."""
-    from aware3d.data.base import ImageDataset
-
     res = BALL_RES
-    image, true_depth = _ball_view(res)
-
-    class Ball(ImageDataset):
-        name, resolution, base_length, has_labels = "ball", res, 32, False
-
-        def _load(self, idx):
-            n = len(idx)
-            return image.expand(n, -1, -1, -1).clone(), torch.zeros(n, 25), torch.zeros(n, dtype=bool)
-
-        def _fingerprint_parts(self):
-            return {}
+    image, true_depth = ball_view(res)
 
     stage = {"start": 0, "resolution": res, "batch_size": 8, "batch_split": 1, "num_samples": 10,
              "num_importance": 0, "g_lr": g_lr, "d_lr": d_lr}
@@ -348,7 +321,7 @@ def _train_on_the_ball(tmp_path: Path, steps: int, g_lr: float, d_lr: float) -> 
         "loss.pos_lambda=0", "loss.topk_v=1", "loss.r1_gamma=10", "model.pose=" + json.dumps(pose),
         "model.render=" + json.dumps(render), f"model.fov_deg={BALL_FOV}", f"model.box_warp={BALL_FAR - BALL_NEAR}",
         "model.view_dependent=false"))
-    trainer = Trainer(opts, dataset=Ball())
+    trainer = Trainer(opts, dataset=ImagePool(image.expand(32, -1, -1, -1)))
     target_colour = image.mean((0, 2, 3))
     centre = slice(res // 2 - 2, res // 2 + 2)
     target_depth = true_depth[centre, centre].mean()

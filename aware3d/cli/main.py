@@ -17,7 +17,7 @@ from .args import add_dataclass_arguments, dataclass_from_args
 
 
 def _verbs() -> dict[str, tuple[type, Callable, str]]:
-    from ..tools import convert, dataset, demo, interpolate, render, shapes, train, video
+    from ..tools import convert, dataset, demo, interpolate, light_prior, render, shapes, train, video
     from ..tools import metrics as metrics_tool
 
     return {
@@ -31,6 +31,9 @@ def _verbs() -> dict[str, tuple[type, Callable, str]]:
         "train": (train.TrainOptions, train.run, "train a preset on a dataset (torchrun for several GPUs/processes)"),
         "metrics": (metrics_tool.MetricsOptions, metrics_tool.run,
                     "FID/KID/IS, SWD, MS-SSIM, reprojection and SIDE/MAD of a checkpoint -> metrics.json"),
+        "light-prior": (light_prior.LightPriorOptions, light_prior.run,
+                        "fit a light prior (mean, covariance) from a dataset's lights or a list of codes, or convert "
+                        "an official *_light_mvn.pth; write it as JSON and into a checkpoint"),
     }
 
 
@@ -63,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aware3d {args.verb}: {e}", file=sys.stderr)
         return 3
     summary = {k: v for k, v in result.items()
-               if k in ("out", "file", "grid", "shapes", "parameters", "preset", "step", "stopped_by", "generator")}
+               if k in ("out", "file", "grid", "shapes", "parameters", "preset", "step", "stopped_by", "generator",
+                        "light_prior")}
     if "files" in result:
         summary["files_written"] = len(result["files"])
     print(json.dumps(summary, indent=2, default=str))

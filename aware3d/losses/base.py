@@ -17,6 +17,9 @@ Hooks with defaults in :class:`RecipeBase` (families override what they need):
 * :meth:`RecipeBase.param_groups` splits a module's parameters into optimiser groups with their own
   learning-rate scale (ShadeGAN: the surface tracker at 10x G's rate, the mapping network at 0.05x); the
   trainer multiplies the curriculum's learning rate by each group's ``lr_scale``.
+* :meth:`RecipeBase.lr_factor` multiplies a group's rate once more, by step (ShadeGAN: G's rate follows the
+  annealed samples per ray, ``num_steps / num_steps_max``); 1 by default. The trainer sets every group's rate
+  to ``stage lr x lr_scale x lr_factor`` before each step.
 * The recipe's config implements :class:`aware3d.training.schedule.HasSchedules`: ``schedules()`` names its
   schedules (``aware3d presets --show`` prints them; a config with none inherits ``NoSchedules``).
 """
@@ -31,7 +34,7 @@ from torch import Tensor
 
 from ..cameras import Cameras
 from ..models.base import Condition
-from ..rendering import RenderConfig
+from ..rendering import RandomDraws, RenderConfig
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,9 @@ class Chunk:
     ``class_label``, ``mask``, ...; only what the dataset provides)."""
     condition: Condition | None = None
     """What the generated images are conditioned on (set by the recipe's :meth:`RecipeBase.prepare`)."""
+    draws: RandomDraws | None = None
+    """Injected uniforms for the generated images' ray jitter / importance sampling, instead of draws from
+    ``generator`` (parity tests replaying another implementation's stream; the trainer leaves it None)."""
 
     def with_condition(self, condition: Condition | None) -> "Chunk":
         """This chunk with the generated images' condition set."""
@@ -112,6 +118,11 @@ class RecipeBase:
         """Optimiser groups of ``net`` (the module named ``module``): one group at the stage's rate by default."""
         return [ParamGroup(module, tuple(net.parameters()))]
 
+    def lr_factor(self, group: str, stage: StageState) -> float:
+        """Factor on the learning rate of the parameter group named ``group`` (a :class:`ParamGroup` name) at
+        ``stage``, on top of the stage's rate and the group's ``lr_scale``: 1 by default."""
+        return 1.0
+
 
 class LossRecipe(Protocol):
     """A family's losses. Built with the generator and discriminator it trains."""
@@ -126,6 +137,10 @@ class LossRecipe(Protocol):
 
     def param_groups(self, module: Literal["G", "D"], net: torch.nn.Module) -> list[ParamGroup]:
         """Optimiser groups with learning-rate scales; :class:`RecipeBase` gives one group."""
+        ...
+
+    def lr_factor(self, group: str, stage: StageState) -> float:
+        """Per-step factor on a group's learning rate; :class:`RecipeBase` gives 1."""
         ...
 
     def loss(self, phase: Phase, chunk: Chunk, stage: StageState) -> tuple[Tensor, dict[str, Tensor]]:

@@ -4,8 +4,9 @@ One step is a D update then a G update:
 
 * D: ``softplus(D(fake)) + softplus(-D(real))``, plus R1 on the reals ``r1_gamma / 2 * E||grad||^2``
   (every step, or lazily every ``r1_interval`` steps), plus the pose identity term
-  ``pos_lambda * smooth_l1(D_pose(fake), (pitch, yaw))`` and the latent identity term
-  ``z_lambda * smooth_l1(D_latent(fake), z)``.
+  ``pos_lambda * dist(D_pose(fake), (pitch, yaw))`` and the latent identity term
+  ``z_lambda * dist(D_latent(fake), z)``, ``dist`` the config's ``identity_loss`` (smooth L1 by default;
+  the official pi-GAN and ShadeGAN ``train.py`` use the mean squared error).
 * G: ``softplus(-D(fake))`` over the top-k fakes (k fraction ``max(0.99 ** (step / topk_interval), topk_v)``),
   plus the same pose and latent identity terms.
 """
@@ -43,6 +44,9 @@ class PiGANLossConfig:
     """The kept fraction decays as 0.99 ** (step / topk_interval) down to topk_v [topk_interval]."""
     grad_clip: float | None = 10.0
     """Max gradient norm for G and D updates [grad_clip]; None = no clipping."""
+    identity_loss: Literal["smooth_l1", "mse"] = "smooth_l1"
+    """Distance of the pose / latent identity terms: "mse" is the official ``torch.nn.MSELoss()``;
+    "smooth_l1" (the default, kept so existing configs keep their meaning) is less sensitive to outliers."""
 
     def topk_schedule(self) -> Schedule:
         """The fraction of fakes kept for G's loss by step: ``min(1, max(0.99 ** (step / topk_interval),
@@ -93,18 +97,21 @@ class PiGANLoss(RecipeBase):
 
     def _generate(self, chunk: Chunk, stage: StageState) -> Tensor:
         out = self.G(chunk.z, chunk.cameras, resolution=stage.resolution, render=stage.render, generator=chunk.generator,
-                     condition=chunk.condition)
+                     condition=chunk.condition, draws=chunk.draws)
         return out.image
 
     def _identity_terms(self, pred, chunk: Chunk) -> tuple[Tensor, dict[str, Tensor]]:
         cfg, stats = self.config, {}
+        if cfg.identity_loss not in ("smooth_l1", "mse"):
+            raise ValueError(f"identity_loss must be 'smooth_l1' or 'mse', got {cfg.identity_loss!r}")
+        dist = F.mse_loss if cfg.identity_loss == "mse" else F.smooth_l1_loss
         loss = torch.zeros((), device=chunk.z.device)
         if cfg.pos_lambda:
-            pos = F.smooth_l1_loss(pred.pose, pitch_yaw(chunk.angles).to(pred.pose))
+            pos = dist(pred.pose, pitch_yaw(chunk.angles).to(pred.pose))
             loss = loss + cfg.pos_lambda * pos
             stats["pose"] = pos.detach()
         if cfg.z_lambda:
-            lat = F.smooth_l1_loss(pred.latent, chunk.z)
+            lat = dist(pred.latent, chunk.z)
             loss = loss + cfg.z_lambda * lat
             stats["latent"] = lat.detach()
         return loss, stats

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
-from typing import Callable, ClassVar, Literal
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Callable, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from ..cameras import Cameras
+
+if TYPE_CHECKING:
+    from ..rendering import RenderConfig
+    from .light_prior import LightPrior
 
 
 ConditionKind = Literal["light", "face", "class_label"]
@@ -61,6 +65,9 @@ class Capabilities:
     """``synthesis(..., normals=True)`` returns normal maps (the family has a density)."""
     conditions: tuple[ConditionKind, ...] = ()
     """The condition kinds ``mapping``/``synthesis`` accept (see :class:`Condition`)."""
+    surface_band: bool = False
+    """``synthesis(..., delta=)`` takes the width (world units) of a band around a predicted surface that
+    the rays sample instead of [near, far] (ShadeGAN's surface tracker; <= 0: the full ray)."""
 
 
 @dataclass
@@ -89,8 +96,8 @@ class Generator3D(nn.Module, abc.ABC):
     """Base class of the families' generators: z (and camera, and condition) -> w -> render.
 
     Subclasses implement :meth:`mapping`, :meth:`synthesis`, :meth:`density`, :meth:`color`,
-    :meth:`update_w_avg` and :meth:`eval_render_config`, set :attr:`family` and :attr:`capabilities`, and
-    keep their config in ``self.config``: a dataclass with at least the fields of
+    :meth:`update_w_avg` (:meth:`eval_render_config` reads ``config.eval_render``), set :attr:`family` and
+    :attr:`capabilities`, and keep their config in ``self.config``: a dataclass with at least the fields of
     :data:`aware3d.models.registry.REQUIRED_CONFIG_FIELDS` (``z_dim``, ``fov_deg``, ``pose``
     (:class:`PoseDistribution`), ``render`` / ``eval_render`` (:class:`RenderConfig`),
     ``eval_truncation_psi``, ``shape_half_extent``), checked when the family registers.
@@ -140,9 +147,13 @@ class Generator3D(nn.Module, abc.ABC):
     def update_w_avg(self, *args, **kwargs) -> Tensor:
         """Recompute the truncation centre from random latents (fresh and imported models)."""
 
-    @abc.abstractmethod
-    def eval_render_config(self, num_samples: int | None = None, **changes):
-        """The tools' render settings, with the sample counts set from ``num_samples`` if given."""
+    def eval_render_config(self, num_samples: int | None = None, **changes) -> "RenderConfig":
+        """The tools' render settings (``config.eval_render``) with the coarse and fine sample counts set to
+        ``num_samples`` if given (the fine ones only where the config importance-samples), then ``changes``."""
+        cfg = self.config.eval_render
+        if num_samples is not None:
+            changes.update(num_samples=num_samples, num_importance=num_samples if cfg.num_importance else 0)
+        return replace(cfg, **changes)
 
     def image_resolution(self, render_resolution: int) -> int:
         """Side of ``image`` when rendering at ``render_resolution``: the same, unless the family super-resolves."""
@@ -175,6 +186,39 @@ class Generator3D(nn.Module, abc.ABC):
         """n cameras from the model's training pose distribution."""
         yaw, pitch = self.config.pose.sample(n, generator=generator)
         return self.cameras(yaw, pitch)
+
+    # Lights and shapes: defaults that families override ------------------------------------------
+    # A family whose capabilities.conditions include "light" overrides relight_codes, light_path,
+    # set_light_prior and relight_maps; the others keep these defaults, which refuse with the reason.
+    def _no_light(self, what: str) -> ValueError:
+        accepted = ", ".join(self.capabilities.conditions) or "none"
+        return ValueError(f"the {self.family} generator takes no light condition (it accepts: {accepted}), so it "
+                          f"has no {what}")
+
+    def relight_codes(self) -> Tensor:
+        """(L, 4) light codes of the family's official relighting set (``aware3d render --relight``), on the
+        model's device. Default: a ValueError (no light condition)."""
+        raise self._no_light("relighting set")
+
+    def light_path(self, frames: int) -> Tensor:
+        """(frames, 4) light codes of a looping relighting sweep (``aware3d video --light-path``), on the model's
+        device. Default: a ValueError (no light condition)."""
+        raise self._no_light("light path")
+
+    def set_light_prior(self, prior: "LightPrior") -> None:
+        """Replace the multivariate normal the family draws training light codes from (kept in the weights, so
+        saved checkpoints carry it). Default: a ValueError (no light condition)."""
+        raise self._no_light("light prior")
+
+    def relight_maps(self, out: GeneratorOutput, condition: Condition, render: "RenderConfig") -> dict[str, Tensor]:
+        """The lighting maps ``aware3d render --relight`` saves for ``out`` (rendered under ``condition`` with
+        ``render``), by name, each (B, 1 or 3, H, W) in [0, 1] for display. Default: none."""
+        return {}
+
+    def shape_level(self) -> float:
+        """Iso level (raw density) ``aware3d shapes`` meshes at when ``--level`` is not given: 10 (pi-GAN's
+        ``extract_shapes.py --sigma_threshold``); a family overrides it from its config."""
+        return 10.0
 
 
 def expand_latent(w: Tensor, batch: int) -> Tensor:

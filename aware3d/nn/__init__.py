@@ -5,4 +5,5 @@
 - :mod:`.stylegan2`: StyleGAN2 layers, mapping and synthesis networks, discriminator blocks;
 - :mod:`.triplane`: tri-plane projection and sampling (EG3D's legacy plane order and the corrected one),
   the tri-plane decoder and its field callback.
+- :mod:`.lpips`: the frozen LPIPS-VGG (v0.1) distance from torchvision's VGG16 file and lpips' head file.
 """

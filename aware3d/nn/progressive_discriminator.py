@@ -8,14 +8,24 @@ adapter; while a new, larger resolution fades in (``alpha < 1``), the output of 
 blended with the half-size image entering one block later, as in progressive GANs.
 
 ``coord_conv=True`` gives the seeds' CCS encoder discriminator (CoordConv in both convolutions of each
-block, pi-GAN CelebA); ``False`` the plain progressive encoder (CARLA). Channels follow the seeds:
+block, pi-GAN CelebA); ``False`` the plain strided one (pi-GAN Cats). Channels follow the seeds:
 ``min(channel_max, channel_base / resolution)`` (8192 / 400 gives 16 at 512 up to 400 from 16 down).
+
+``downsample="avgpool"`` gives the official ``ProgressiveEncoderDiscriminator`` (ShadeGAN CelebA / BFM, pi-GAN
+CARLA): both 3x3 convolutions keep the size, then the block's output and its input are average-pooled 2x,
+the input goes through a 1x1 projection only where the channel count changes, and the sum is divided by
+sqrt(2); it also has a from-RGB adapter for 2 px inputs. With ``coordinate_order="rows_cols"`` and
+``always_blend=True`` (the official forward) it reproduces that class exactly, see
+:mod:`aware3d.models.shadegan.official_discriminator` for its weights. The defaults keep the strided
+layout of existing configs and checkpoints unchanged.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +47,17 @@ class ProgressiveDiscriminatorConfig:
     latent_dim: int = 256
     """Size of the latent-code estimate head (0 disables it)."""
     pose_dim: int = 2
-    """Size of the camera estimate head: pi-GAN regresses (pitch, yaw) in radians."""
+    """Size of the camera estimate head: pi-GAN regresses (pitch, yaw) in radians (0 disables it)."""
+    downsample: Literal["stride", "avgpool"] = "stride"
+    """How a block halves the size: "stride" (second 3x3 conv and the 1x1 shortcut strided, pi-GAN's CCS /
+    strided discriminators) or "avgpool" (2x average pooling after the convs, the shortcut a 1x1 projection
+    only where channels change; the official ProgressiveEncoderDiscriminator, with a 2 px from-RGB adapter)."""
+    coordinate_order: Literal["cols_rows", "rows_cols"] = "cols_rows"
+    """CoordConv channel order: "cols_rows" (column coordinate first, linspace) or "rows_cols" (the official
+    AddCoords: the channel varying along rows first, computed as ``2 i / (n - 1) - 1``)."""
+    always_blend: bool = False
+    """Blend the half-size path in even at alpha = 1 (the official forward: the same outputs, but the
+    half-size adapter then gets a zero gradient instead of none); False skips it at alpha = 1."""
 
 
 def kaiming_leaky_init(module: nn.Module) -> None:
@@ -54,22 +74,35 @@ def coordinate_channels(x: Tensor) -> Tensor:
     return torch.cat([x, cols, rows], 1)
 
 
-class CoordConv2d(nn.Conv2d):
-    """A convolution that sees the pixel coordinates as two extra input channels."""
+def row_column_channels(x: Tensor) -> Tensor:
+    """x (B, C, H, W) with two channels appended: the row then the column coordinate, ``2 i / (n - 1) - 1``
+    in float32 (the official AddCoords' layout and arithmetic)."""
+    B, _, H, W = x.shape
+    rows = (torch.arange(H, device=x.device).float() / (H - 1) * 2 - 1).to(x.dtype).view(1, 1, H, 1)
+    cols = (torch.arange(W, device=x.device).float() / (W - 1) * 2 - 1).to(x.dtype).view(1, 1, 1, W)
+    return torch.cat([x, rows.expand(B, 1, H, W), cols.expand(B, 1, H, W)], 1)
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, **kwargs):
+
+class CoordConv2d(nn.Conv2d):
+    """A convolution that sees the pixel coordinates as two extra input channels (``order``: see
+    :attr:`ProgressiveDiscriminatorConfig.coordinate_order`)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 order: Literal["cols_rows", "rows_cols"] = "cols_rows", **kwargs):
         super().__init__(in_channels + 2, out_channels, kernel_size, **kwargs)
+        self.add_coordinates = coordinate_channels if order == "cols_rows" else row_column_channels
 
     def forward(self, x: Tensor) -> Tensor:
-        return super().forward(coordinate_channels(x))
+        return super().forward(self.add_coordinates(x))
 
 
 class DownBlock(nn.Module):
     """Residual block: two 3x3 convolutions (the second strided) + a strided 1x1 shortcut, / sqrt(2)."""
 
-    def __init__(self, in_channels: int, out_channels: int, coord_conv: bool):
+    def __init__(self, in_channels: int, out_channels: int, coord_conv: bool,
+                 order: Literal["cols_rows", "rows_cols"] = "cols_rows"):
         super().__init__()
-        conv = CoordConv2d if coord_conv else nn.Conv2d
+        conv = partial(CoordConv2d, order=order) if coord_conv else nn.Conv2d
         self.conv0 = conv(in_channels, out_channels, 3, padding=1)
         self.conv1 = conv(out_channels, out_channels, 3, stride=2, padding=1)
         self.shortcut = nn.Conv2d(in_channels, out_channels, 1, stride=2)
@@ -80,6 +113,29 @@ class DownBlock(nn.Module):
         y = F.leaky_relu(self.conv0(x), 0.2)
         y = F.leaky_relu(self.conv1(y), 0.2)
         return (y + self.shortcut(x)) / math.sqrt(2)
+
+
+class PooledDownBlock(nn.Module):
+    """Residual block: two 3x3 convolutions at full size, then 2x average pooling of the result and of the
+    input, a 1x1 projection of the pooled input where the channel count changes, sum / sqrt(2).
+
+    PyTorch's default initialisation, as the official block (its kaiming init only touches Linear layers)."""
+
+    def __init__(self, in_channels: int, out_channels: int, coord_conv: bool,
+                 order: Literal["cols_rows", "rows_cols"] = "rows_cols"):
+        super().__init__()
+        conv = partial(CoordConv2d, order=order) if coord_conv else nn.Conv2d
+        self.conv0 = conv(in_channels, out_channels, 3, padding=1)
+        self.conv1 = conv(out_channels, out_channels, 3, padding=1)
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.leaky_relu(self.conv0(x), 0.2)
+        y = F.avg_pool2d(F.leaky_relu(self.conv1(y), 0.2), 2)
+        skip = F.avg_pool2d(x, 2)
+        if self.shortcut is not None:
+            skip = self.shortcut(skip)
+        return (y + skip) / math.sqrt(2)
 
 
 class FromRGB(nn.Module):
@@ -106,7 +162,8 @@ class DiscriminatorOutput:
 
 
 class ProgressiveDiscriminator(nn.Module):
-    """Images (B, 3, r, r) in [-1, 1] -> :class:`DiscriminatorOutput`, for any power-of-two r <= max_resolution."""
+    """Images (B, 3, r, r) in [-1, 1] -> :class:`DiscriminatorOutput`, for any power-of-two r <= max_resolution
+    (down to 4 px; down to 2 px with ``downsample="avgpool"``)."""
 
     def __init__(self, config: ProgressiveDiscriminatorConfig = ProgressiveDiscriminatorConfig()):
         super().__init__()
@@ -114,25 +171,34 @@ class ProgressiveDiscriminator(nn.Module):
         levels = int(math.log2(config.max_resolution))
         if 2 ** levels != config.max_resolution or levels < 2:
             raise ValueError(f"max_resolution must be a power of two >= 4, got {config.max_resolution}")
-        self.resolutions = [2 ** k for k in range(levels, 1, -1)]  # max_resolution ... 4
+        if config.downsample not in ("stride", "avgpool"):
+            raise ValueError(f"downsample must be 'stride' or 'avgpool', got {config.downsample!r}")
+        if config.coordinate_order not in ("cols_rows", "rows_cols"):
+            raise ValueError(f"coordinate_order must be 'cols_rows' or 'rows_cols', got {config.coordinate_order!r}")
+        self.resolutions = [2 ** k for k in range(levels, 1, -1)]  # max_resolution ... 4: each block's input size
+        pooled = config.downsample == "avgpool"
+        # The official pooled layout also adapts 2 px images (they go straight to the head).
+        self.input_resolutions = self.resolutions + [2] if pooled else list(self.resolutions)
 
         def ch(res: int) -> int:
             return max(1, min(config.channel_max, config.channel_base // res))
 
-        self.blocks = nn.ModuleList([DownBlock(ch(r), ch(r // 2), config.coord_conv) for r in self.resolutions])
-        self.from_rgb = nn.ModuleList([FromRGB(ch(r)) for r in self.resolutions])
+        block = PooledDownBlock if pooled else DownBlock
+        self.blocks = nn.ModuleList([block(ch(r), ch(r // 2), config.coord_conv, config.coordinate_order)
+                                     for r in self.resolutions])
+        self.from_rgb = nn.ModuleList([FromRGB(ch(r)) for r in self.input_resolutions])
         self.head = nn.Conv2d(ch(2), 1 + config.latent_dim + config.pose_dim, 2)
 
     def forward(self, images: Tensor, alpha: float = 1.0) -> DiscriminatorOutput:
         """``alpha`` in [0, 1] fades the newest (input-resolution) block in: 0 = only the half-size path."""
         res = images.shape[-1]
-        if res not in self.resolutions or images.shape[-2] != res:
-            raise ValueError(f"discriminator input must be square with a size in {sorted(self.resolutions)}, "
+        if res not in self.input_resolutions or images.shape[-2] != res:
+            raise ValueError(f"discriminator input must be square with a size in {sorted(self.input_resolutions)}, "
                              f"got {tuple(images.shape[-2:])}")
-        start = self.resolutions.index(res)
+        start = self.input_resolutions.index(res)
         x = self.from_rgb[start](images)
         for i, block in enumerate(self.blocks[start:]):
-            if i == 1 and alpha < 1:
+            if i == 1 and (alpha < 1 or self.config.always_blend):
                 skip = self.from_rgb[start + 1](F.interpolate(images, scale_factor=0.5, mode="nearest"))
                 x = alpha * x + (1 - alpha) * skip
             x = block(x)

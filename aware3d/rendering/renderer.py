@@ -17,7 +17,7 @@ may need (transmittance, surface depth, and with ``return_samples=True`` the per
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Callable, Literal
 
 import torch
@@ -46,7 +46,8 @@ class RenderConfig:
     perturb: bool = True
     """Jitter the coarse samples (training and the official pi-GAN renders); False is deterministic."""
     jitter: Jitter = "centered"
-    """centered: +-half a step (pi-GAN); forward: up to one step (EG3D)."""
+    """centered: +-half a step (pi-GAN); forward: up to one step (EG3D); bins: uniform between the midpoints to the
+    neighbouring samples (NeRF, EpiGRAF)."""
     importance_smoothing: Literal["none", "maxblur"] = "none"
     """Filter on the coarse weights before importance sampling (EG3D: maxblur)."""
     importance_weight_eps: float = 1e-5
@@ -61,6 +62,9 @@ class RenderConfig:
     """Added to raw density before the activation (EG3D: -1)."""
     midpoint: bool = False
     """Composite at interval midpoints (EG3D) instead of at the samples (pi-GAN)."""
+    last_delta: float = 1e10
+    """Length of the last interval without midpoint compositing: 1e10 makes the farthest sample an opaque backdrop
+    (pi-GAN); EpiGRAF uses 1e-3 when a background model is composited behind the rays."""
     background: Background = "black"
     """black, white (CARLA) or last_sample (pi-GAN's last_back)."""
     depth_mode: DepthMode = "expected"
@@ -105,12 +109,14 @@ class RandomDraws:
     """(B, R, S) uniforms for the coarse jitter."""
     importance: Tensor | None = None
     """(B, R, N) uniforms for the inverse CDF."""
+    coarse_noise: Tensor | None = None
+    """(B, R, S) standard normals of the coarse pass's density noise (scaled by ``cfg.noise_std``)."""
+    final_noise: Tensor | None = None
+    """(B, R, S + N) standard normals of the final pass's density noise, in sorted sample order."""
 
     def slice(self, sl: slice) -> "RandomDraws":
-        return RandomDraws(
-            None if self.stratified is None else self.stratified[:, sl],
-            None if self.importance is None else self.importance[:, sl],
-        )
+        return RandomDraws(*(None if d is None else d[:, sl] for d in
+                             (self.stratified, self.importance, self.coarse_noise, self.final_noise)))
 
 
 @dataclass
@@ -182,11 +188,12 @@ def _per_ray(cfg: RenderConfig, rays_o: Tensor, near, far, background) -> _PerRa
     return _PerRay(near, far, _expand(background, (B, R, background.shape[-1]), "background", rays_o))
 
 
-def _composite(cfg: RenderConfig, feats: Tensor, sigma: Tensor, t: Tensor, generator, background):
+def _composite(cfg: RenderConfig, feats: Tensor, sigma: Tensor, t: Tensor, generator, background,
+               noise: Tensor | None = None):
     return composite(
         feats, sigma, t, density_activation=cfg.density_activation, density_bias=cfg.density_bias,
-        midpoint=cfg.midpoint, background=background, depth_mode=cfg.depth_mode,
-        noise_std=cfg.noise_std, generator=generator,
+        midpoint=cfg.midpoint, last_delta=cfg.last_delta, background=background, depth_mode=cfg.depth_mode,
+        noise_std=cfg.noise_std, noise=noise, generator=generator,
     )
 
 
@@ -204,7 +211,8 @@ def _render_chunk(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderCon
     if cfg.num_importance > 0:
         # The coarse pass only decides where to look: no gradient, no background.
         with torch.no_grad():
-            coarse = _composite(cfg, feats.detach(), sigma.detach(), t, generator, background="black")
+            coarse = _composite(cfg, feats.detach(), sigma.detach(), t, generator, background="black",
+                                noise=draws.coarse_noise)
         t_fine = sample_importance(
             t, coarse.weights, cfg.num_importance, smoothing=cfg.importance_smoothing,
             weight_eps=cfg.importance_weight_eps, right=cfg.searchsorted_right, u=draws.importance,
@@ -216,7 +224,8 @@ def _render_chunk(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderCon
         t, order = torch.sort(t_all, -1)
         feats = torch.cat([feats_fine, feats], -2).gather(-2, order[..., None].expand(-1, -1, -1, feats.shape[-1]))
         sigma = torch.cat([sigma_fine, sigma], -1).gather(-1, order)
-    out = _composite(cfg, feats, sigma, t, generator, rays.background)
+    out = _composite(cfg, feats, sigma, t, generator, rays.background,
+                     noise=draws.coarse_noise if cfg.num_importance == 0 else draws.final_noise)
     density = activate_density(sigma, cfg.density_activation, cfg.density_bias) if return_samples else None
     return RayOutput(out.color, out.depth, out.opacity, out.weights, t, out.transmittance, out.surface_depth,
                      feats if return_samples else None, density)
@@ -228,15 +237,11 @@ def _draws_up_front(cfg: RenderConfig, draws: RandomDraws | None, rays_o: Tensor
     B, R, _ = rays_o.shape
     draws = draws or RandomDraws()
     if cfg.perturb and draws.stratified is None and cfg.num_samples > 1:
-        draws = RandomDraws(
-            torch.rand((B, R, cfg.num_samples), generator=generator, device=rays_o.device, dtype=rays_o.dtype),
-            draws.importance,
-        )
+        draws = replace(draws, stratified=torch.rand((B, R, cfg.num_samples), generator=generator,
+                                                     device=rays_o.device, dtype=rays_o.dtype))
     if cfg.num_importance > 0 and not cfg.importance_det and draws.importance is None:
-        draws = RandomDraws(
-            draws.stratified,
-            torch.rand((B, R, cfg.num_importance), generator=generator, device=rays_o.device, dtype=rays_o.dtype),
-        )
+        draws = replace(draws, importance=torch.rand((B, R, cfg.num_importance), generator=generator,
+                                                     device=rays_o.device, dtype=rays_o.dtype))
     return draws
 
 

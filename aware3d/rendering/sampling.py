@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-Jitter = Literal["centered", "forward"]
+Jitter = Literal["centered", "forward", "bins"]
 Spacing = Literal["linear", "disparity"]
 Bound = float | Tensor
 
@@ -47,7 +47,18 @@ def _jitter_offsets(u: Tensor, step: Tensor | float, jitter: Jitter) -> Tensor:
         return (u - 0.5) * step
     if jitter == "forward":
         return u * step
-    raise ValueError(f"unknown jitter {jitter!r}; valid: centered, forward")
+    raise ValueError(f"unknown jitter {jitter!r}; valid: centered, forward, bins")
+
+
+def jitter_in_bins(t: Tensor, u: Tensor) -> Tensor:
+    """Each value of ``t`` (..., S) drawn uniformly in its bin between the midpoints to its neighbours (the first
+    and last bins are half wide, so samples stay in [t_0, t_S-1]), with uniforms ``u`` (..., S):
+    ``lower + (upper - lower) * u``, NeRF's stratified sampling and EpiGRAF's ``perturb_points`` /
+    ``add_noise_to_interval``, in their arithmetic."""
+    mids = 0.5 * (t[..., 1:] + t[..., :-1])
+    upper = torch.cat([mids, t[..., -1:]], -1)
+    lower = torch.cat([t[..., :1], mids], -1)
+    return lower + (upper - lower) * u
 
 
 def _lattice(near: Bound, far: Bound, num_samples: int, batch_shape: tuple[int, ...], spacing: Spacing,
@@ -69,13 +80,17 @@ def stratified_parts(near: Bound, far: Bound, num_samples: int, batch_shape: tup
 
     With float bounds and linear spacing the lattice is ``torch.linspace(near, far, S)`` exactly (the
     official renders' arithmetic). With disparity spacing the jitter moves each sample in 1/t (as EG3D's
-    ``disparity_space_sampling``) and the offset is the resulting change of t.
+    ``disparity_space_sampling``) and the offset is the resulting change of t. ``jitter="bins"`` returns the
+    jittered distances themselves and None (they are not lattice + offset in floating point; see
+    :func:`sample_stratified`).
     """
     t = _lattice(near, far, num_samples, batch_shape, spacing, device, dtype)
     if not perturb or num_samples < 2:
         return t.contiguous(), None
     if u is None:
         u = _uniform((*batch_shape, num_samples), t, generator)
+    if jitter == "bins":
+        return jitter_in_bins(t, u), None
     if spacing == "disparity":
         s = torch.linspace(0, 1, num_samples, device=t.device, dtype=t.dtype)
         moved = _from_unit(s + _jitter_offsets(u, 1 / (num_samples - 1), jitter), near, far, spacing, t.device, t.dtype)
@@ -97,7 +112,8 @@ def sample_stratified(near: Bound, far: Bound, num_samples: int, batch_shape: tu
         perturb: jitter samples (training); False gives the plain lattice.
         jitter: ``"centered"`` moves each sample by ``(u - 0.5) * step`` (pi-GAN: samples may leave
             [near, far] by half a step); ``"forward"`` moves it by ``u * step`` (EG3D: up to one step past far).
-            The step is in t (linear) or in 1/t (disparity).
+            The step is in t (linear) or in 1/t (disparity). ``"bins"`` draws each sample uniformly between the
+            midpoints to its neighbours (NeRF, EpiGRAF: samples stay in [near, far]).
         u: optional uniform draws in [0, 1) of shape (*batch_shape, S); drawn from ``generator`` if None.
         spacing: ``"linear"`` (even in t) or ``"disparity"`` (even in 1/t between 1/near and 1/far, NeRF's
             ``lindisp``, EG3D's ``disparity_space_sampling``: denser near the camera; needs near > 0).

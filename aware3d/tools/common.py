@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,9 @@ class ModelOptions:
     """Ignore the view direction in the colour (steadier colours across views)."""
     light: list[float] | None = None
     """Light code (ambient diffuse dx dy) for families conditioned on a light (ShadeGAN); default: the model's."""
+    delta: float | None = None
+    """Band width (world units) around the tracked surface that rays sample, for families with a surface
+    tracker (ShadeGAN; <= 0: the full ray [near, far]); default: the model's (the released models' value)."""
     class_label: int | None = field(default=None, metadata={"aliases": ("--class",)})
     """Class index for class-conditional models (labels of the training dataset.json)."""
     progress: bool = True
@@ -80,6 +83,33 @@ def tool_condition(G: Generator3D, opts: ModelOptions) -> Condition | None:
     return condition
 
 
+def tool_band(G: Generator3D, opts: ModelOptions) -> float | None:
+    """The options' ``--delta``, or None; refused for a model without a surface band."""
+    if opts.delta is not None and not G.capabilities.surface_band:
+        raise ValueError(f"--delta sets the surface-tracking band, and this {G.family} model has no surface tracker; "
+                         "drop --delta")
+    return opts.delta
+
+
+def require_condition(G: Generator3D, kind: str, flag: str) -> None:
+    """Refuse ``flag`` (e.g. ``--relight``) unless ``G`` accepts condition ``kind``; the error names the
+    registered families that do."""
+    if kind in G.capabilities.conditions:
+        return
+    from ..models.registry import families
+
+    takers = sorted(f.name for f in families().values() if kind in f.generator_cls.capabilities.conditions)
+    accepted = ", ".join(G.capabilities.conditions) or "none"
+    raise ValueError(f"{flag} needs a model conditioned on a {kind} (families: {', '.join(takers) or 'none registered'}"
+                     f"); this {G.family} model accepts no {kind} condition (its conditions: {accepted})")
+
+
+def with_light(condition: Condition | None, code: torch.Tensor) -> Condition:
+    """``condition`` (or none) with its light replaced by ``code`` (4,) or (1, 4): one light for every latent."""
+    light = code.reshape(1, 4)
+    return Condition(light=light) if condition is None else replace(condition, light=light)
+
+
 def map_seeds(G: Generator3D, opts: ModelOptions, seeds: list[int]) -> torch.Tensor:
     """w for one latent per seed, with the options' truncation and condition."""
     return G.mapping(G.z_from_seeds(seeds), psi(G, opts), condition=tool_condition(G, opts))
@@ -104,12 +134,14 @@ class LatentViews:
             same for every call, so consecutive video frames do not flicker and reruns are identical;
             None draws from the global RNG.
         condition: what the latents are conditioned on (see :class:`~aware3d.models.base.Condition`).
+        delta: band width of surface-tracked sampling (``G.capabilities.surface_band``); None: the model's.
     """
 
     def __init__(self, G: Generator3D, w: torch.Tensor, *, resolution: int | None = None, render=None,
                  lock_view_dependence: bool = False, normals: bool = False, sampling_seed: int | None = 0,
-                 condition: Condition | None = None):
+                 condition: Condition | None = None, delta: float | None = None):
         self.G, self.w = G, w
+        self.band = {} if delta is None else {"delta": delta}
         self.resolution, self.render_config = resolution, render
         self.lock_view_dependence, self.normals = lock_view_dependence, normals
         self.sampling_seed = sampling_seed
@@ -121,15 +153,17 @@ class LatentViews:
             return None
         return torch.Generator(device=self.G.device).manual_seed(self.sampling_seed)
 
-    def render(self, cameras) -> GeneratorOutput:
-        """The latents seen from ``cameras`` (B cameras, or as many as ``w`` has rows)."""
+    def render(self, cameras, condition: Condition | None = None) -> GeneratorOutput:
+        """The latents seen from ``cameras`` (B cameras, or as many as ``w`` has rows), under ``condition`` if
+        given (e.g. one light of a sweep), else the one given at construction."""
+        condition = self.condition if condition is None else condition
         if self.planes is not None:
             return self.G.render_planes(self.planes, self.w, cameras, resolution=self.resolution,
                                         render=self.render_config, normals=self.normals, generator=self._generator(),
-                                        condition=self.condition)
+                                        condition=condition)
         return self.G.synthesis(self.w, cameras, resolution=self.resolution, render=self.render_config,
                                 lock_view_dependence=self.lock_view_dependence, normals=self.normals, fast=True,
-                                generator=self._generator(), condition=self.condition)
+                                generator=self._generator(), condition=condition, **self.band)
 
 
 def settings_record(tool: str, opts: Any, G: Generator3D, **extra) -> dict:

@@ -10,7 +10,7 @@ from tqdm import tqdm
 from ..cameras import get_camera_path
 from ..io.media import to_uint8, write_json, write_video
 from .common import (LatentViews, ModelOptions, load_model, map_seeds, out_dir, psi, settings_record,
-                     tool_condition)
+                     tool_band, tool_condition)
 
 
 @dataclass
@@ -55,7 +55,7 @@ def run(opts: InterpolateOptions) -> dict:
             with torch.no_grad():
                 # w changes every frame, so a plane cache (EG3D) is built and used once per frame.
                 views = LatentViews(G, ws[i:i + 1], condition=tool_condition(G, opts), resolution=opts.resolution, render=cfg,
-                                    lock_view_dependence=opts.lock_view_dependence)
+                                    lock_view_dependence=opts.lock_view_dependence, delta=tool_band(G, opts))
                 img = views.render(G.cameras([yaw], [pitch], scale)).image
             yield to_uint8(img[0])
 

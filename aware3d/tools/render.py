@@ -1,17 +1,20 @@
-"""``aware3d render``: multi-view images, depth and normal maps for seeds."""
+"""``aware3d render``: multi-view images, depth and normal maps for seeds; with ``--relight`` (families with a light
+condition) every view under the family's relighting set, with its lighting maps."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from ..cameras import get_camera_path
 from ..io.media import colorize_depth, make_grid, normals_to_image, save_image, write_json
-from .common import (LatentViews, ModelOptions, load_model, map_seeds, out_dir, psi, settings_record,
-                     tool_condition)
+from ..models.base import Condition
+from .common import (LatentViews, ModelOptions, load_model, map_seeds, out_dir, psi, require_condition,
+                     settings_record, tool_band, tool_condition, with_light)
 
 
 @dataclass
@@ -28,6 +31,12 @@ class RenderOptions(ModelOptions):
     """Number of views taken along --path."""
     normals: bool = True
     """Also save normal maps."""
+    relight: bool = False
+    """Render every view under the family's official relighting set (ShadeGAN: render.py --relight's ambient 0.17,
+    diffuse 0.42, dy 0.3, dx -1.5 -1 0 1 1.5), then --light if given, and save per seed, view and light the
+    image, normal (n/2 + 0.5), depth (near..far as 0..1) and the family's lighting maps (ShadeGAN: albedo,
+    shading, diffuse, tracker_depth); grid rows are seed x view, columns the lights. Families with a light
+    condition only."""
 
 
 def view_list(G, opts: RenderOptions) -> list[tuple[float, float, float]]:
@@ -39,35 +48,84 @@ def view_list(G, opts: RenderOptions) -> list[tuple[float, float, float]]:
     return [(pose.yaw_mean + y, pose.pitch_mean - p, 1.0) for p in opts.pitch for y in opts.yaw]
 
 
+def light_codes(G, opts: RenderOptions) -> torch.Tensor | None:
+    """(L, 4) the lights of ``--relight`` (the family's set, then ``--light``), or None without it."""
+    if not opts.relight:
+        return None
+    require_condition(G, "light", "--relight")
+    codes = G.relight_codes()
+    condition = tool_condition(G, opts)
+    if condition is not None and condition.light is not None:
+        codes = torch.cat([codes, condition.light.to(codes)])
+    return codes
+
+
+def save_view(stem: Path, res) -> list[str]:
+    """The image, depth (colour-mapped surface depth, black where empty) and normal map of one render."""
+    files = [str(save_image(f"{stem}.png", res.image[0]))]
+    mask = res.opacity[:, 0] > 0.5
+    depth_map = colorize_depth(res.surface_depth[:, 0], mask=mask)[0]
+    files.append(str(save_image(f"{stem}_depth.png", depth_map, value_range=(0, 1))))
+    if res.normals is not None:
+        files.append(str(save_image(f"{stem}_normal.png", normals_to_image(res.normals)[0], value_range=(0, 1))))
+    return files
+
+
+def save_relit_view(stem: Path, res, G, condition: Condition, cfg) -> list[str]:
+    """The image, normal (n/2 + 0.5), depth (``cfg.near`` black .. ``cfg.far`` white, as render.py) and the
+    family's lighting maps (:meth:`~aware3d.models.base.Generator3D.relight_maps`) of one relit render."""
+    files = [str(save_image(f"{stem}.png", res.image[0])),
+             str(save_image(f"{stem}_depth.png", res.depth[0], value_range=(cfg.near, cfg.far)))]
+    if res.normals is not None:
+        files.append(str(save_image(f"{stem}_normal.png", normals_to_image(res.normals)[0], value_range=(0, 1))))
+    for name, image in G.relight_maps(res, condition, cfg).items():
+        files.append(str(save_image(f"{stem}_{name}.png", image[0], value_range=(0, 1))))
+    return files
+
+
+def render_seed(G, opts: RenderOptions, seed: int, w, views, cfg, lights) -> tuple[list[str], list[torch.Tensor]]:
+    """Every view (and light) of one latent: (files written, images for the grid in row-major order)."""
+    out = Path(opts.out)
+    base = tool_condition(G, opts)
+    # One latent, many views: EG3D's tri-planes are computed once per seed.
+    seed_views = LatentViews(G, w, condition=base, resolution=opts.resolution, render=cfg,
+                             lock_view_dependence=opts.lock_view_dependence, normals=opts.normals,
+                             delta=tool_band(G, opts))
+    files, images = [], []
+    for vi, (yaw, pitch, scale) in enumerate(views):
+        cams = G.cameras([yaw], [pitch], scale)
+        if lights is None:
+            res = seed_views.render(cams)
+            files += save_view(out / f"seed{seed:04d}_view{vi:02d}", res)
+            images.append(res.image[0])
+            continue
+        for li, code in enumerate(lights):
+            condition = with_light(base, code)
+            res = seed_views.render(cams, condition)
+            files += save_relit_view(out / f"seed{seed:04d}_view{vi:02d}_light{li:02d}", res, G, condition, cfg)
+            images.append(res.image[0])
+    return files, images
+
+
 @torch.no_grad()
 def run(opts: RenderOptions) -> dict:
     G = load_model(opts)
     out = out_dir(opts)
     views = view_list(G, opts)
+    lights = light_codes(G, opts)
     w_all = map_seeds(G, opts, opts.seeds)
     cfg = G.eval_render_config(opts.num_samples)
-    files, grid_rows = [], []
+    files, grid_images = [], []
     for si, seed in enumerate(tqdm(opts.seeds, desc="render", unit="seed", disable=not opts.progress)):
-        row = []
-        # One latent, many views: EG3D's tri-planes are computed once per seed.
-        seed_views = LatentViews(G, w_all[si:si + 1], condition=tool_condition(G, opts), resolution=opts.resolution, render=cfg,
-                                 lock_view_dependence=opts.lock_view_dependence, normals=opts.normals)
-        for vi, (yaw, pitch, scale) in enumerate(views):
-            res = seed_views.render(G.cameras([yaw], [pitch], scale))
-            stem = out / f"seed{seed:04d}_view{vi:02d}"
-            files.append(str(save_image(f"{stem}.png", res.image[0])))
-            mask = res.opacity[:, 0] > 0.5
-            depth_map = colorize_depth(res.surface_depth[:, 0], mask=mask)[0]
-            files.append(str(save_image(f"{stem}_depth.png", depth_map, value_range=(0, 1))))
-            if res.normals is not None:
-                files.append(str(save_image(f"{stem}_normal.png", normals_to_image(res.normals)[0], value_range=(0, 1))))
-            row.append(res.image[0])
-        grid_rows.extend(row)
+        seed_files, images = render_seed(G, opts, seed, w_all[si:si + 1], views, cfg, lights)
+        files += seed_files
+        grid_images += images
     grid = out / "grid.png"
-    save_image(grid, make_grid(torch.stack(grid_rows), nrow=len(views)))
+    save_image(grid, make_grid(torch.stack(grid_images), nrow=len(views) if lights is None else len(lights)))
+    extra = {} if lights is None else {"lights": lights.tolist()}
     record = settings_record("render", opts, G, views=[{"yaw": y, "pitch": p, "fov_scale": s,
                                                         "yaw_deg": math.degrees(y), "pitch_deg": math.degrees(p)}
                                                        for y, p, s in views],
-                             truncation_psi=psi(G, opts), render=cfg, files=files, grid=str(grid))
+                             **extra, truncation_psi=psi(G, opts), render=cfg, files=files, grid=str(grid))
     write_json(out / "render.json", record)
     return record

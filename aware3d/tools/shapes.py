@@ -20,13 +20,17 @@ class ShapesOptions(ModelOptions):
     """Latent seeds; one volume and one mesh per seed."""
     grid: int = 256
     """Grid points per axis (N): the .mrc holds N^3 densities."""
-    level: str = "10"
+    level: str | None = field(default=None, metadata={"aliases": ("--sigma-threshold",)})
     """Iso level of the mesh in raw density units, or 'mean' (the mean density of the sampled volume without
-    the official layout's -1000 border, handy for untrained models)."""
+    the official layout's -1000 border, handy for untrained models); default: the family's (ShadeGAN's
+    extract_shapes.py 35, otherwise pi-GAN's 10)."""
     formats: list[str] = field(default_factory=lambda: ["ply"])
     """Mesh formats to write: any of ply, obj, glb."""
     half_extent: float | None = None
-    """Half side of the sampled cube in world units (default: the model's)."""
+    """Half side of the sampled cube in world units (default: the model's, e.g. ShadeGAN's 0.15)."""
+    cube_size: float | None = None
+    """Side of the sampled cube in world units, as extract_shapes.py's --cube_size (ShadeGAN's 0.3): another way
+    to give --half-extent (half of it)."""
     mrc: bool = True
     """Write the density volume as .mrc (as the official shape scripts do)."""
     grid_layout: str = "regular"
@@ -34,7 +38,10 @@ class ShapesOptions(ModelOptions):
     add their own (EG3D's official: gen_samples.py's sheared grid and .mrc values); see grid_layouts()."""
 
 
-def resolve_level(level: str, volume: torch.Tensor) -> float:
+def resolve_level(level: str | None, volume: torch.Tensor, default: float) -> float:
+    """The iso level: ``default`` (the family's) when None, the volume's mean for 'mean', else the number."""
+    if level is None:
+        return float(default)
     if level == "mean":
         return float(volume.mean())
     try:
@@ -58,16 +65,28 @@ def resolve_layout(G, name: str) -> GridLayout:
                      f"{', '.join(layouts)})")
 
 
+def resolve_half_extent(opts: ShapesOptions) -> float | None:
+    """The cube's half side from --half-extent or --cube-size (None: the layout's or model's default)."""
+    if opts.cube_size is None:
+        return opts.half_extent
+    if opts.half_extent is not None:
+        raise ValueError(f"give --half-extent or --cube-size, not both (got {opts.half_extent} and {opts.cube_size})")
+    if not opts.cube_size > 0:
+        raise ValueError(f"--cube-size must be positive, got {opts.cube_size}")
+    return opts.cube_size / 2
+
+
 def run(opts: ShapesOptions) -> dict:
     G = load_model(opts)
     layout = resolve_layout(G, opts.grid_layout)
+    half_extent = resolve_half_extent(opts)
     out = out_dir(opts)
     results = []
     bounds = None
     with torch.no_grad():
         ws = map_seeds(G, opts, opts.seeds)
     for seed, w in zip(opts.seeds, ws):
-        vols = layout.volumes(G, w[None], opts.grid, opts.half_extent, opts.progress)
+        vols = layout.volumes(G, w[None], opts.grid, half_extent, opts.progress)
         h = vols.half_extent
         bounds = ((-h, -h, -h), (h, h, h))
         entry = {"seed": seed, "grid_layout": layout.name, "density_min": float(vols.interior.min()),
@@ -76,7 +95,7 @@ def run(opts: ShapesOptions) -> dict:
         if opts.mrc:
             entry["mrc"] = str(write_mrc(f"{stem}.mrc", vols.file_volume, voxel_size=2 * h / (opts.grid - 1),
                                          origin=(-h, -h, -h)))
-        level = resolve_level(opts.level, vols.interior)
+        level = resolve_level(opts.level, vols.interior, G.shape_level())
         verts, faces = extract_mesh(vols.mesh_volume, level, bounds)
         with torch.no_grad():
             colors = G.color(w[None])(torch.from_numpy(verts)[None].to(G.device))[0].clamp(0, 1).cpu().numpy()

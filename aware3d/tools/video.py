@@ -1,4 +1,5 @@
-"""``aware3d video``: a camera path rendered for a grid of seeds, as MP4 or GIF."""
+"""``aware3d video``: a camera path rendered for a grid of seeds, as MP4 or GIF; with ``--light-path`` (families with
+a light condition) one fixed view under the family's looping light sweep instead."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from tqdm import tqdm
 
 from ..cameras import get_camera_path
 from ..io.media import make_grid, to_uint8, write_json, write_video
-from .common import (LatentViews, ModelOptions, load_model, map_seeds, out_dir, psi, settings_record,
-                     tool_condition)
+from .common import (LatentViews, ModelOptions, load_model, map_seeds, out_dir, psi, require_condition,
+                     settings_record, tool_band, tool_condition, with_light)
 
 
 @dataclass
@@ -27,6 +28,15 @@ class VideoOptions(ModelOptions):
     """Frames per second."""
     name: str = "video.mp4"
     """File name inside --out; the suffix chooses the format (.mp4 or .gif)."""
+    light_path: bool = False
+    """A relighting video instead of a camera path: the view stays fixed (--yaw/--pitch) and the light sweeps the
+    family's loop for --frames frames (ShadeGAN: dx = -1.5 cos(2 pi t), from the left to the right and back,
+    with ambient 0.17, diffuse 0.42, dy 0.3); --path and --light then do not apply. Families with a light
+    condition only."""
+    yaw: float = 0.0
+    """With --light-path: the fixed view's yaw offset from frontal, radians (positive turns the camera toward -x)."""
+    pitch: float = 0.0
+    """With --light-path: the fixed view's pitch offset from the mean pose, radians (positive looks from above)."""
 
 
 def parse_grid(text: str) -> tuple[int, int]:
@@ -46,28 +56,46 @@ def grid_seeds(seeds: list[int], rows: int, cols: int) -> list[int]:
     return seeds[:need]
 
 
+def camera_schedule(G, opts: VideoOptions) -> tuple[list[tuple[float, float, float]], torch.Tensor | None]:
+    """Per frame (yaw, pitch, fov_scale) in pi-GAN angles, and with ``--light-path`` the (frames, 4) light codes
+    (the camera then stays at the one view); None lights keep the options' condition."""
+    if not opts.light_path:
+        path = get_camera_path(opts.path, G.config.pose, opts.frames)
+        return [(float(y), float(p), float(s)) for y, p, s in zip(path.yaw, path.pitch, path.fov_scale)], None
+    require_condition(G, "light", "--light-path")
+    if opts.light is not None:
+        raise ValueError("--light-path sweeps the light itself; drop --light (or drop --light-path for one fixed light)")
+    pose = G.config.pose
+    view = (pose.yaw_mean + opts.yaw, pose.pitch_mean - opts.pitch, 1.0)
+    return [view] * opts.frames, G.light_path(opts.frames)
+
+
 def run(opts: VideoOptions) -> dict:
     G = load_model(opts)
     rows, cols = parse_grid(opts.grid)
     seeds = grid_seeds(opts.seeds, rows, cols)
-    path = get_camera_path(opts.path, G.config.pose, opts.frames)
+    schedule, lights = camera_schedule(G, opts)
     cfg = G.eval_render_config(opts.num_samples)
+    condition = tool_condition(G, opts)
     with torch.no_grad():
         w = map_seeds(G, opts, seeds)
         # The latents are fixed for the whole path: EG3D's tri-planes are computed once here, not per frame.
-        views = LatentViews(G, w, condition=tool_condition(G, opts), resolution=opts.resolution, render=cfg,
-                            lock_view_dependence=opts.lock_view_dependence)
+        views = LatentViews(G, w, condition=condition, resolution=opts.resolution, render=cfg,
+                            lock_view_dependence=opts.lock_view_dependence, delta=tool_band(G, opts))
 
     def frames():
-        for i in tqdm(range(len(path)), desc="video", unit="frame", disable=not opts.progress):
-            cams = G.cameras([float(path.yaw[i])] * len(seeds), [float(path.pitch[i])] * len(seeds), float(path.fov_scale[i]))
+        for i in tqdm(range(len(schedule)), desc="video", unit="frame", disable=not opts.progress):
+            yaw, pitch, scale = schedule[i]
+            cams = G.cameras([yaw] * len(seeds), [pitch] * len(seeds), scale)
+            frame_condition = None if lights is None else with_light(condition, lights[i])
             with torch.no_grad():
-                img = views.render(cams).image
+                img = views.render(cams, frame_condition).image
             yield to_uint8(make_grid(img, nrow=cols, padding=0 if len(seeds) == 1 else 2))
 
     target = out_dir(opts) / opts.name
     write_video(target, frames(), fps=opts.fps)
+    extra = {} if lights is None else {"lights": lights.tolist()}
     record = settings_record("video", opts, G, seeds=seeds, truncation_psi=psi(G, opts), render=cfg,
-                             file=str(target), frames=len(path))
+                             file=str(target), frames=len(schedule), **extra)
     write_json(target.with_suffix(".json"), record)
     return record

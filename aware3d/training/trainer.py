@@ -31,7 +31,7 @@ from ..config import to_dict
 from ..io.atomic import recover_folder
 from ..io.checkpoint import save_generator
 from ..io.media import save_image, write_json
-from ..losses.base import Chunk, Phase, StageState
+from ..losses.base import Chunk, LossRecipe, Phase, StageState
 from ..models.base import Generator3D
 from . import distributed as dist_utils
 from .config import RunConfig, TrainOptions, resolve_run_config, with_total_steps
@@ -69,6 +69,18 @@ class TrainResult:
     """finished | time_limit | signal"""
     generator_dir: Path
     images_per_s: float
+
+
+def build_optimizer(recipe: LossRecipe, name: str, net: nn.Module, lr: float, betas: tuple[float, float],
+                    weight_decay: float) -> torch.optim.Adam:
+    """Adam over ``recipe``'s parameter groups of ``net`` (the module called ``name``, "G" or "D"); each group
+    keeps its ``name`` and ``lr_scale`` (its rate is ``lr * lr_scale`` until the next step sets it)."""
+    groups = recipe.param_groups(name, net)
+    grouped = [p for g in groups for p in g.params]
+    if len(grouped) != len(set(map(id, grouped))) or set(map(id, grouped)) != set(map(id, net.parameters())):
+        raise ValueError(f"the recipe's parameter groups of {name} must hold every parameter exactly once")
+    return torch.optim.Adam([{"params": list(g.params), "lr": lr * g.lr_scale, "lr_scale": g.lr_scale,
+                              "name": g.name} for g in groups], lr=lr, betas=betas, weight_decay=weight_decay)
 
 
 class Trainer:
@@ -135,13 +147,7 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------- set-up
     def _optimizer(self, name: str, net: nn.Module, lr: float, betas, weight_decay: float) -> torch.optim.Adam:
-        """Adam over the recipe's parameter groups of ``net``; each group keeps its ``lr_scale``."""
-        groups = self.recipe.param_groups(name, net)
-        grouped = [p for g in groups for p in g.params]
-        if len(grouped) != len(set(map(id, grouped))) or set(map(id, grouped)) != set(map(id, net.parameters())):
-            raise ValueError(f"the recipe's parameter groups of {name} must hold every parameter exactly once")
-        return torch.optim.Adam([{"params": list(g.params), "lr": lr * g.lr_scale, "lr_scale": g.lr_scale,
-                                  "name": g.name} for g in groups], lr=lr, betas=betas, weight_decay=weight_decay)
+        return build_optimizer(self.recipe, name, net, lr, betas, weight_decay)
 
     def _model_preset_name(self) -> str:
         from .presets import get_train_preset
@@ -250,12 +256,15 @@ class Trainer:
                         real_extras={k: v[mine] for k, v in real.extras.items()})
 
     # ----------------------------------------------------------------------------------------- step
-    def _set_learning_rates(self, step: int) -> dict[str, float]:
-        stage = self.cfg.curriculum.stage(step)
+    def _set_learning_rates(self, stage_state: StageState) -> dict[str, float]:
+        """Every group's rate: the stage's rate x the group's ``lr_scale`` x the recipe's ``lr_factor`` for this
+        step. Returns the stages' rates of G and D."""
+        stage = self.cfg.curriculum.stage(stage_state.step)
         lrs = {"G": stage.g_lr, "D": stage.d_lr}
         for k, opt in self.opt.items():
             for group in opt.param_groups:
-                group["lr"] = lrs[k] * group.get("lr_scale", 1.0)  # checkpoints before param groups have none
+                factor = self.recipe.lr_factor(group.get("name", k), stage_state)
+                group["lr"] = lrs[k] * group.get("lr_scale", 1.0) * factor  # checkpoints before groups: no scale
         return lrs
 
     def _autocast(self):
@@ -304,10 +313,10 @@ class Trainer:
         st = self.state
         cur = self.cfg.curriculum
         stage = cur.stage(st.step)
-        lrs = self._set_learning_rates(st.step)
         data = self.dataset(stage.resolution)
         stage_state = StageState(st.step, stage.resolution, cur.render_config(self.G.config.render, st.step),
                                  cur.alpha(st.step), st.images_seen)
+        lrs = self._set_learning_rates(stage_state)
         real_rows = self.real_indices(st.images_seen, stage.batch_size, len(data))
         real = self._my_real_batch(real_rows, data, stage.batch_split)
         self.G.train()
@@ -539,4 +548,4 @@ def train(options: TrainOptions, dataset=None) -> TrainResult:
         dist_utils.shutdown_distributed()
 
 
-__all__ = ["Trainer", "TrainResult", "TrainingDiverged", "derive_seed", "train"]
+__all__ = ["Trainer", "TrainResult", "TrainingDiverged", "build_optimizer", "derive_seed", "train"]

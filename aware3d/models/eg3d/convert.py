@@ -23,12 +23,13 @@ import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ...io.keymap import CheckpointMismatchError, apply_key_map
+from ...io.pickled_modules import unknown_classes, unknown_classes_message
 from ...io.safe_unpickle import PickledObject, load_pickle_file
 from ...io.sniff import FileSummary
 from .config import EG3D_PRESETS, EG3DConfig, eg3d_render
@@ -84,26 +85,6 @@ class OfficialSnapshot:
     """The dataset settings stored in training snapshots (None in files without them)."""
 
 
-def walk_modules(obj: PickledObject, prefix: str = "") -> Iterator[tuple[str, PickledObject]]:
-    """(dotted path, stand-in) for ``obj`` and every nested module stand-in, depth first."""
-    yield prefix, obj
-    mods = obj.get("_modules") or {}
-    for name, child in mods.items():
-        if isinstance(child, PickledObject):
-            yield from walk_modules(child, f"{prefix}{name}.")
-
-
-def _class_problems(name: str, net: PickledObject) -> list[str]:
-    bad = []
-    for path, obj in walk_modules(net):
-        persistent = "module_src" in obj.extra
-        known = obj.qualname in (KNOWN_PERSISTENT if persistent else KNOWN_PLAIN)
-        if not known:
-            kind = "persistent class" if persistent else "class"
-            bad.append(f"{kind} {obj.qualname} at {name}.{path.rstrip('.') or '<root>'}")
-    return bad
-
-
 def load_official_snapshot(path: str | os.PathLike) -> OfficialSnapshot:
     """Read an official EG3D pickle with the restricted unpickler and check the classes it contains.
 
@@ -127,13 +108,9 @@ def snapshot_from_data(data: Any, path: str) -> OfficialSnapshot:
     if "G_ema" not in networks and "G" not in networks:
         raise EG3DImportError(f"{path} holds no EG3D generator "
                               f"(keys: {', '.join(map(str, data))}; expected G_ema or G)")
-    problems = [p for name, net in networks.items() for p in _class_problems(name, net)]
+    problems = unknown_classes(networks, KNOWN_PERSISTENT, KNOWN_PLAIN)
     if problems:
-        raise EG3DImportError(
-            f"{path} contains classes this importer does not know (their code was not run):\n  - "
-            + "\n  - ".join(problems)
-            + f"\nknown persistent classes: {', '.join(sorted(KNOWN_PERSISTENT))}; known plain classes: "
-            + ", ".join(sorted(KNOWN_PLAIN)))
+        raise EG3DImportError(unknown_classes_message(path, problems, KNOWN_PERSISTENT, KNOWN_PLAIN))
     tsk = data.get("training_set_kwargs")
     return OfficialSnapshot(path, networks, dict(tsk) if isinstance(tsk, dict) else None)
 

@@ -21,7 +21,7 @@ positive yaw moves the camera toward +x, pitch mapped through arccos) bit for bi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -357,9 +357,3 @@ class EG3DGenerator(Generator3D):
         return self.synthesis(self.mapping(z, truncation_psi, cameras, condition=condition), cameras,
                               condition=condition, **kwargs)
 
-    def eval_render_config(self, num_samples: int | None = None, **changes) -> RenderConfig:
-        """The tools' render settings, with coarse and fine samples set to ``num_samples`` if given."""
-        cfg = self.config.eval_render
-        if num_samples is not None:
-            changes.update(num_samples=num_samples, num_importance=num_samples if cfg.num_importance else 0)
-        return replace(cfg, **changes)

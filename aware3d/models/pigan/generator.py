@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Callable
 
 import torch
@@ -119,9 +118,3 @@ class PiGANGenerator(Generator3D):
             surface_depth=to_image(out.surface_depth[..., None]),
         )
 
-    def eval_render_config(self, num_samples: int | None = None, **changes) -> RenderConfig:
-        """The tools' render settings, with the coarse and fine sample counts set to ``num_samples`` if given."""
-        cfg = self.config.eval_render
-        if num_samples is not None:
-            changes.update(num_samples=num_samples, num_importance=num_samples if cfg.num_importance else 0)
-        return replace(cfg, **changes)

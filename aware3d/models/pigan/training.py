@@ -14,7 +14,9 @@ from ...training.presets import TrainPreset
 def pigan_train_presets() -> dict[str, TrainPreset]:
     """pi-GAN's released curricula and the CPU-sized ones."""
     ccs = ProgressiveDiscriminatorConfig(coord_conv=True)
-    celeba_loss = PiGANLossConfig(r1_gamma=0.2, pos_lambda=15, topk_v=0.6, topk_interval=2000, grad_clip=10)
+    # The official train.py's pose term is torch.nn.MSELoss (the CPU presets keep the smooth L1 they were tuned with).
+    celeba_loss = PiGANLossConfig(r1_gamma=0.2, pos_lambda=15, topk_v=0.6, topk_interval=2000, grad_clip=10,
+                                  identity_loss="mse")
     return {
         "pigan-celeba": TrainPreset(
             "pigan", "pigan-celeba", ccs, celeba_loss,

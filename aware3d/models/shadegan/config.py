@@ -17,6 +17,10 @@ from ...rendering import RenderConfig
 
 RELIGHT_FRONTAL = (0.17, 0.42, 0.0, 0.3)
 """``render.py --relight``'s light code with dx = 0 (ambient 0.585, diffuse 0.71, light slightly from above)."""
+RELIGHT_DX = (-1.5, -1.0, 0.0, 1.0, 1.5)
+"""``render.py --relight``'s light positions: ``RELIGHT_FRONTAL`` with these dx (from the left to the right)."""
+LIGHT_PATH_DX = 1.5
+"""Amplitude of the relighting video's sweep: dx = -1.5 cos(2 pi t) over the loop, the rest ``RELIGHT_FRONTAL``."""
 
 
 def _render(near: float = 0.88, far: float = 1.12, samples: int = 12, **kw) -> RenderConfig:
@@ -64,6 +68,8 @@ class ShadeGANConfig:
     """Truncation the tools use unless told otherwise (``render.py``'s default psi)."""
     shape_half_extent: float = 0.15
     """Half side of the cube sampled by the shapes tool (``extract_shapes.py --cube_size 0.3``)."""
+    shape_level: float = 35.0
+    """Iso level (raw density) of the shapes tool's mesh (``extract_shapes.py --sigma_threshold 35``)."""
     w_avg_samples: int = 10000
     """Number of random z averaged into w_avg (the truncation centre)."""
     surface_tracker: bool = True

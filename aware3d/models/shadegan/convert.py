@@ -3,10 +3,12 @@ torch_ema object) and the light prior ``*_light_mvn.pth``.
 
 Nothing from the files is executed: they are read by the restricted unpickler. ShadeGAN's ``train.py``
 saves ``generator.state_dict()`` (where pi-GAN pickles the whole module), so the sniffer recognises a
-torch-zip state_dict whose keys include the surface tracker's (``surfacenet.*``) beside the SIREN's. The
+torch-zip state_dict of plain tensors with the SIREN's keys, with the surface tracker's (``surfacenet.*``)
+or, for the BFM models trained without surface tracking, without them. The
 architecture is read from the tensor shapes (z_dim, widths, layer counts, view / light conditioning, the
 tracker's size); the box warp and render settings come from the preset (the files do not carry them):
-``shadegan-celeba-view`` for view-conditioned files, ``shadegan-celeba-noview`` otherwise.
+``shadegan-celeba-view`` for view-conditioned files, ``shadegan-celeba-noview`` otherwise, ``shadegan-bfm``
+for files without a tracker.
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ PLAIN_GLOBALS = ("collections.", "torch._utils.", "torch.")
 
 
 def is_official_generator(summary: FileSummary) -> bool:
-    """Sniffer: a ``torch.save`` of the official ShadeGAN ``generator.state_dict()`` (with the surface tracker)."""
+    """Sniffer: a ``torch.save`` of the official ShadeGAN ``generator.state_dict()``, with or without the
+    surface tracker. (pi-GAN's official ``generator.pth`` pickles the module, so it references module classes.)"""
     plain = all(g.startswith(PLAIN_GLOBALS) and g.count(".") <= 2 for g in summary.globals)
-    return (summary.container == "torch-zip" and plain and TRACKER_KEY in summary.strings
-            and SIREN_KEY in summary.strings)
+    return summary.container == "torch-zip" and plain and SIREN_KEY in summary.strings
 
 
 def load_official(path: Path, *, ema: bool, preset: str | None) -> ShadeGANGenerator:
@@ -72,10 +74,11 @@ def config_from_state(state: dict[str, Tensor], preset: str | None) -> tuple[str
     if extra not in (0, 3, 4, 7):
         raise CheckpointMismatchError(f"colour layer input {hidden} + {extra}: not hidden + 3 (view) + 4 (light)")
     view, light = extra in (3, 7), extra in (4, 7)
-    preset = preset or ("shadegan-celeba-view" if view else "shadegan-celeba-noview")
+    tracker = TRACKER_KEY in state
+    # Only the BFM curricula train without surface tracking (and without view conditioning).
+    preset = preset or ("shadegan-bfm" if not tracker else "shadegan-celeba-view" if view else "shadegan-celeba-noview")
     if preset not in SHADEGAN_PRESETS:
         raise ValueError(f"unknown ShadeGAN preset {preset!r}; valid: {', '.join(sorted(SHADEGAN_PRESETS))}")
-    tracker = TRACKER_KEY in state
     blocks = len({k.split(".")[2] for k in state if k.startswith("surfacenet.network.") and k.endswith(".gn1.weight")})
     config = replace(
         SHADEGAN_PRESETS[preset], z_dim=state["siren.mapping_network.network.0.weight"].shape[1], hidden_dim=hidden,

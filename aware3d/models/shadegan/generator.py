@@ -3,8 +3,8 @@ density, Lambertian shading after integration, and the surface tracker that narr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -15,8 +15,8 @@ from ...cameras.poses import angles_from_cam2world
 from ...nn.siren import MappingNetwork, mean_mapping_output
 from ...rendering import CameraFrameRays, RandomDraws, RenderConfig, render_rays
 from ..base import Capabilities, Condition, Generator3D, GeneratorOutput, expand_latent
-from .config import ShadeGANConfig
-from .light import LightPrior, lambertian_shading
+from .config import LIGHT_PATH_DX, RELIGHT_DX, RELIGHT_FRONTAL, ShadeGANConfig
+from .light import LightPrior, lambertian_shading, light_coefficients
 from .networks import ShadingSiren, SurfaceTracker
 
 
@@ -48,7 +48,7 @@ class ShadeGANGenerator(Generator3D):
     """
 
     family = "shadegan"
-    capabilities = Capabilities(normals=True, conditions=("light",))
+    capabilities = Capabilities(normals=True, conditions=("light",), surface_band=True)
 
     def __init__(self, config: ShadeGANConfig = ShadeGANConfig()):
         super().__init__()
@@ -162,7 +162,10 @@ class ShadeGANGenerator(Generator3D):
         Returns:
             image in [-1, 1]; depth ``sum w t / (sum w + 1e-5)`` clamped to [near, far] (empty rays: near);
             normals (unit, 0 on empty rays); maps ``albedo`` (B, 3, H, W) in [-1, 1], ``shading`` (B, 1, H, W)
-            and, with a tracker, ``tracker_depth`` (B, 1, H, W) (resized, unclamped).
+            and, with a tracker, ``tracker_depth`` (B, 1, H, W) (resized, unclamped), ``tracker_depth_full``
+            (B, 1, T, T) (the tracker's own size, as the official ``depth_pred``) and ``depth_unclamped``
+            (B, 1, H, W) (the depth before the clamp: the official training path resizes it to the tracker's
+            size, then clamps, for the tracker's loss).
         """
         self.check_condition(condition)
         res = resolution or self.config.resolution
@@ -186,7 +189,8 @@ class ShadeGANGenerator(Generator3D):
         normal = normal / (normal.norm(dim=-1, keepdim=True) + 1e-7)
         shading = lambertian_shading(normal, light, ratio)
         rgb = (albedo * shading).clamp(0, 1)
-        depth = (out.depth / (out.opacity + 1e-5)).clamp(cfg.near, cfg.far)
+        depth_unclamped = out.depth / (out.opacity + 1e-5)
+        depth = depth_unclamped.clamp(cfg.near, cfg.far)
 
         def to_image(x: Tensor) -> Tensor:
             return x.reshape(B, res, res, -1).permute(0, 3, 1, 2)
@@ -194,13 +198,44 @@ class ShadeGANGenerator(Generator3D):
         maps = {"albedo": to_image(albedo) * 2 - 1, "shading": to_image(shading)}
         if tracked is not None:
             maps["tracker_depth"] = resize_depth(tracked, res)[:, None]
+            maps["tracker_depth_full"] = tracked[:, None]
+            maps["depth_unclamped"] = to_image(depth_unclamped[..., None])
         return GeneratorOutput(image=to_image(rgb) * 2 - 1, depth=to_image(depth[..., None]),
                                opacity=to_image(out.opacity[..., None]), normals=to_image(normal),
                                surface_depth=to_image(out.surface_depth[..., None]), maps=maps)
 
-    def eval_render_config(self, num_samples: int | None = None, **changes) -> RenderConfig:
-        """The tools' render settings, with the coarse and fine sample counts set to ``num_samples`` if given."""
-        cfg = self.config.eval_render
-        if num_samples is not None:
-            changes.update(num_samples=num_samples, num_importance=num_samples if cfg.num_importance else 0)
-        return replace(cfg, **changes)
+
+    # ---------------------------------------------------------------------------------- the tools' hooks
+    def relight_codes(self) -> Tensor:
+        """(5, 4) ``render.py --relight``'s codes: ambient 0.17, diffuse 0.42, dy 0.3 and dx -1.5, -1, 0, 1, 1.5."""
+        a, d, _, dy = RELIGHT_FRONTAL
+        return torch.tensor([[a, d, dx, dy] for dx in RELIGHT_DX], dtype=torch.float32, device=self.light_mean.device)
+
+    def light_path(self, frames: int) -> Tensor:
+        """(frames, 4) a looping sweep from the left to the right and back: dx = -1.5 cos(2 pi i / frames), with
+        the ambient, diffuse and dy of ``RELIGHT_FRONTAL`` (0.17, 0.42, 0.3)."""
+        if frames < 1:
+            raise ValueError(f"a light path needs at least 1 frame, got {frames}")
+        a, d, _, dy = RELIGHT_FRONTAL
+        dx = -LIGHT_PATH_DX * torch.cos(2 * math.pi * torch.arange(frames, dtype=torch.float64) / frames)
+        codes = torch.stack([torch.full_like(dx, a), torch.full_like(dx, d), dx, torch.full_like(dx, dy)], -1)
+        return codes.to(torch.float32).to(self.light_mean.device)
+
+    def relight_maps(self, out: GeneratorOutput, condition: Condition | None, render: RenderConfig) -> dict[str, Tensor]:
+        """``render.py``'s lighting maps, each (B, C, H, W) in [0, 1]: ``albedo`` / 2 + 0.5; ``shading`` over
+        its maximum per image; ``diffuse``, the Lambertian term ``(shading - k_a) / k_d`` (render.py's, with the
+        phase-in ratio undone; absent at ratio 0); ``tracker_depth`` from ``render``'s near (0) to far (1)."""
+        k_a, k_d = (k[:, :, None, None] for k in light_coefficients(self.light_code(condition, len(out.image))))
+        shading = out.maps["shading"]
+        peak = shading.amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-8)
+        maps = {"albedo": out.maps["albedo"] / 2 + 0.5, "shading": shading / peak}
+        ratio = self.config.light_ratio
+        if ratio > 0:
+            maps["diffuse"] = (((shading - (1 - ratio)) / ratio - k_a) / k_d.clamp_min(1e-6)).clamp(0, 1)
+        if "tracker_depth" in out.maps:
+            maps["tracker_depth"] = ((out.maps["tracker_depth"] - render.near) / (render.far - render.near)).clamp(0, 1)
+        return maps
+
+    def shape_level(self) -> float:
+        """The shapes tool's default iso level: ``config.shape_level`` (``extract_shapes.py --sigma_threshold 35``)."""
+        return self.config.shape_level

@@ -5,19 +5,18 @@ direction ``normalise(dx, dy, 1)`` in the frame of a fixed frontal camera at (0,
 rotates it to world with that camera's look-at rotation, which is exactly the identity, so the world
 direction is ``normalise(dx, dy, 1)`` whatever the render camera: the light is fixed to the object
 (+x lights the side on the right of a frontal image, +y from above, +z from the front).
+
+The multivariate-normal prior (:class:`LightPrior`: the official ``*_light_mvn.pth`` and our JSON) lives in
+:mod:`aware3d.models.light_prior`, shared with the ``aware3d light-prior`` tool, and is re-exported here.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-
 import torch
 from torch import Tensor
 
-from ...io.keymap import CheckpointMismatchError
-from ...io.safe_unpickle import load_torch_file
+# The prior over codes and its files are shared by every light-conditioned family (aware3d light-prior).
+from ..light_prior import LightPrior, load_official_light_prior
 
 FRONTAL_LIGHT_FRAME = torch.eye(3)
 """Rotation from the fixed frontal camera's frame to world (the official ``cam2world_matrix[:3, :3]``: identity)."""
@@ -50,54 +49,6 @@ def lambertian_shading(normal: Tensor, light: Tensor, ratio: float = 1.0) -> Ten
     diffuse = torch.where(torch.isnan(diffuse), torch.ones_like(diffuse), diffuse)
     shading = k_a[:, None] + k_d[:, None] * diffuse
     return ratio * shading + (1 - ratio)
-
-
-@dataclass(frozen=True)
-class LightPrior:
-    """A multivariate normal over light codes (the official ``weights/light_mvn/*.pth``)."""
-
-    mean: Tensor
-    """(4,) float32 mean light code."""
-    cov: Tensor
-    """(4, 4) float32 covariance (symmetric positive definite)."""
-
-    def __post_init__(self) -> None:
-        if tuple(self.mean.shape) != (4,) or tuple(self.cov.shape) != (4, 4):
-            raise ValueError(f"a light prior has mean (4,) and cov (4, 4), got {tuple(self.mean.shape)} and "
-                             f"{tuple(self.cov.shape)}")
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """(n, 4) codes ``mean + cholesky(cov) @ eps``; eps is one (n, 4) standard normal draw (as ``LSampler``)."""
-        eps = torch.empty(n, 4, dtype=self.mean.dtype).normal_(generator=generator)
-        return self.transform(eps)
-
-    def transform(self, eps: Tensor) -> Tensor:
-        """(n, 4) standard normal draws -> (n, 4) light codes."""
-        scale = torch.linalg.cholesky(self.cov.to(eps))
-        return self.mean.to(eps) + (scale @ eps[..., None]).squeeze(-1)
-
-    def save(self, path: str | Path) -> Path:
-        """Write ``{"mean": [...], "cov": [[...]]}`` JSON (our format, beside a checkpoint)."""
-        path = Path(path)
-        path.write_text(json.dumps({"mean": self.mean.tolist(), "cov": self.cov.tolist()}, indent=1))
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> LightPrior:
-        """Read our JSON or the official ``{'mean', 'cov'}`` torch file (with the restricted unpickler)."""
-        path = Path(path)
-        if path.suffix == ".json":
-            data = json.loads(path.read_text())
-            return cls(torch.tensor(data["mean"], dtype=torch.float32), torch.tensor(data["cov"], dtype=torch.float32))
-        return load_official_light_prior(path)
-
-
-def load_official_light_prior(path: str | Path) -> LightPrior:
-    """The official light prior file: a ``torch.save`` of ``{'mean': (4,), 'cov': (4, 4)}``, read safely."""
-    data = load_torch_file(path)
-    if not isinstance(data, dict) or not {"mean", "cov"} <= set(data):
-        raise CheckpointMismatchError(f"{path} is not a ShadeGAN light prior (expected a dict with 'mean' and 'cov')")
-    return LightPrior(data["mean"].float(), data["cov"].float())
 
 
 __all__ = ["FRONTAL_LIGHT_FRAME", "LightPrior", "lambertian_shading", "light_coefficients", "light_direction",
