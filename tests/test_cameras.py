@@ -41,7 +41,7 @@ def test_conventions_round_trip():
     yaw = torch.tensor([1.2, 1.5708, 2.3, -0.4])
     pitch = torch.tensor([1.0, 1.5708, 2.0, 1.3])
     ang = pigan_to_epigraf(yaw, pitch)
-    assert torch.allclose(ang[1], torch.tensor([0.0, 0.0, 0.0]), atol=1e-4)
+    assert torch.allclose(ang[1], torch.tensor([0.0, 1.5708, 0.0]), atol=1e-4)  # EpiGRAF frontal: [0, pi/2, 0]
     y2, p2 = epigraf_to_pigan(ang)
     assert torch.allclose(y2, yaw) and torch.allclose(p2, pitch)
     c2w = cam2world_from_angles(yaw, pitch, radius=1.5)
@@ -131,3 +131,37 @@ def test_camera_paths_shapes():
         assert len(p) == 12 and p.pitch.shape == (12,) and p.fov_scale.shape == (12,)
     orbit = get_camera_path("orbit", PoseDistribution(), 8)
     assert float(orbit.yaw[-1] - orbit.yaw[0]) == pytest.approx(2 * math.pi * 7 / 8)
+
+
+# ----------------------------------------------------------------- EpiGRAF camera_angles (official convention)
+
+def test_epigraf_converters_round_trip_and_match_the_family():
+    from aware3d.models.epigraf.cameras import epigraf_angles_from_pigan
+
+    yaw = torch.tensor([1.2, math.pi / 2, 2.3, -0.4, 4.0])
+    pitch = torch.tensor([1.0, math.pi / 2, 2.0, 1.3, 0.2])
+    ang = pigan_to_epigraf(yaw, pitch)
+    assert torch.equal(ang, epigraf_angles_from_pigan(yaw, pitch))
+    assert torch.allclose(ang[1], torch.tensor([0.0, math.pi / 2, 0.0]))  # frontal: yaw 0 on the horizon
+    y2, p2 = epigraf_to_pigan(ang)
+    assert torch.allclose(y2, yaw) and torch.equal(p2, pitch)
+    assert torch.allclose(pigan_to_epigraf(*epigraf_to_pigan(torch.tensor([[0.3, 1.2, 0.0]]))),
+                          torch.tensor([[0.3, 1.2, 0.0]]))
+
+
+def test_epigraf_converters_give_the_official_cameras():
+    """The fixture's compute_cam2world_matrix cases, moved to our world (exact), equal our look-at of the converted
+    angles (roll is ignored officially, and here)."""
+    from aware3d.models.epigraf.cameras import epigraf_c2w_to_ours
+    from tests.conftest import require_reference
+
+    fx = torch.load(require_reference("epigraf", "fixture.pt"), weights_only=True)
+    angles = fx["cam_angles"]
+    ok = angles[:, 1] > 1e-3  # the pitch-1e-5 case is a degenerate look-at (camera on the up axis)
+    yaw, pitch = epigraf_to_pigan(angles)
+    ours = cam2world_from_angles(yaw, pitch, radius=1.0)
+    official = epigraf_c2w_to_ours(fx["cam2world"])
+    assert torch.allclose(ours[ok], official[ok], atol=1e-6)
+    assert torch.allclose(ours[:, :3, 3], official[:, :3, 3], atol=1e-6)  # positions agree for all eight
+    ours27 = cam2world_from_angles(yaw[:3], pitch[:3], radius=2.7)
+    assert torch.allclose(ours27, epigraf_c2w_to_ours(fx["cam2world_radius2p7"]), atol=1e-6)

@@ -179,21 +179,21 @@ def test_eg3d_labels_with_nulls_and_errors(tmp_path):
 
 def test_epigraf_angles_to_label_and_back(tmp_path):
     names = _make_folder(tmp_path / "p")
-    angles = [[0.3, -0.1, 0.0], [-0.5, 0.2, 0.0], [0.0, 0.0, 0.0]]
+    angles = [[0.3, math.pi / 2 - 0.1, 0.0], [-0.5, math.pi / 2 + 0.2, 0.0], [0.0, math.pi / 2, 0.0]]
     # Keys without extension, as EpiGRAF matches them.
     meta = {"camera_angles": {n.rsplit(".", 1)[0]: a for n, a in zip(names, angles)},
             "camera": {"radius": 2.7, "fov_deg": 18.0}}
     (tmp_path / "p" / "dataset.json").write_text(json.dumps(meta))
     ds = open_dataset(str(tmp_path / "p"), RES)
     assert ds.has_labels
-    assert ds.camera_info == {"source": "camera_angles", "radius": 2.7, "fov_deg": 18.0, "angles": "zero_centered",
+    assert ds.camera_info == {"source": "camera_angles", "radius": 2.7, "fov_deg": 18.0, "angles": "epigraf",
                               "defaults_used": ["angles"]}
     c2w, K = from_eg3d_label(ds.get_batch([0, 1, 2]).label)
     yaw, pitch, radius = angles_from_cam2world(c2w)
     assert torch.allclose(radius, torch.full((3,), 2.7), atol=1e-5)
     assert torch.allclose(pigan_to_epigraf(yaw, pitch), torch.tensor(angles), atol=1e-5)
     assert torch.allclose(K[:, 0, 0], torch.full((3,), fov_to_focal(18.0)), atol=1e-6)
-    # Frontal [0, 0, 0] sits on +z looking at the origin.
+    # Frontal [0, pi/2, 0] sits on +z looking at the origin.
     assert torch.allclose(c2w[2, :3, 3], torch.tensor([0.0, 0.0, 2.7]), atol=1e-5)
     assert torch.allclose(c2w[2, :3, 2], torch.tensor([0.0, 0.0, -1.0]), atol=1e-6)
 
@@ -205,7 +205,7 @@ def test_epigraf_angles_to_label_and_back(tmp_path):
     assert ds.camera_info["radius"] == 1.0 and ds.camera_info["fov_deg"] == 12.0
     # Raw spherical angles (EpiGRAF's renderer): (pi/2, pi/2) is the frontal camera.
     spherical = epigraf_labels(torch.tensor([[math.pi / 2, math.pi / 2, 0.0]]), 1.0, 12.0, "spherical")
-    assert torch.allclose(spherical, epigraf_labels(torch.zeros(1, 3)), atol=1e-6)
+    assert torch.allclose(spherical, epigraf_labels(torch.tensor([[0.0, math.pi / 2, 0.0]])), atol=1e-6)
     # Roll is refused with the reason.
     meta["camera_angles"][names[0].rsplit(".", 1)[0]] = [0.1, 0.0, 0.3]
     (tmp_path / "p" / "dataset.json").write_text(json.dumps(meta))
@@ -420,7 +420,7 @@ def test_dataset_tool_from_a_folder_with_poses_round_trips(tmp_path):
     assert torch.allclose(back.get_batch(range(3)).label, expected, atol=1e-6)
     meta = json.loads(zipfile.ZipFile(out).read("dataset.json"))
     assert meta["source_files"] == dict(zip(back.files, names))
-    assert meta["camera"] == {"radius": 1.0, "fov_deg": 12.0, "angles": "zero_centered"}
+    assert meta["camera"] == {"radius": 1.0, "fov_deg": 12.0, "angles": "epigraf"}
     # The EpiGRAF angles alone reproduce the labels.
     angles = torch.tensor([meta["camera_angles"][f] for f in back.files])
     assert torch.allclose(epigraf_labels(angles, 1.0, 12.0), expected, atol=1e-5)
@@ -448,8 +448,8 @@ def test_dataset_tool_from_an_unlabelled_folder_writes_null_labels(tmp_path):
 def test_camera_angles_only_when_they_reproduce_the_labels():
     labels = torch.stack([_look_at_label(1.2, 1.5, 1.5, 20.0), _look_at_label(1.9, 1.2, 1.5, 20.0)])
     angles, camera = camera_angles_if_exact(labels)
-    assert camera == {"radius": 1.5, "fov_deg": 20.0, "angles": "zero_centered"}
-    expected = torch.tensor([[1.2 - math.pi / 2, 1.5 - math.pi / 2, 0.0], [1.9 - math.pi / 2, 1.2 - math.pi / 2, 0.0]])
+    assert camera == {"radius": 1.5, "fov_deg": 20.0, "angles": "epigraf"}
+    expected = torch.tensor([[1.2 - math.pi / 2, 1.5, 0.0], [1.9 - math.pi / 2, 1.2, 0.0]])
     assert torch.allclose(angles, expected, atol=1e-5)
     other_radius = torch.stack([labels[0], _look_at_label(1.9, 1.2, 2.0, 20.0)])
     assert camera_angles_if_exact(other_radius) is None
@@ -502,3 +502,75 @@ def test_synthetic_pool_by_name_keeps_the_first_items_in_memory():
     for bad in ("synthetic-heads:0", "synthetic-heads:many"):
         with pytest.raises(DatasetError, match="positive number"):
             open_dataset(bad, 16)
+
+
+# ---------------------------------------------------------------- EpiGRAF camera_angles: official and legacy
+
+def _epigraf_zip(tmp_path: Path, meta_extra: dict, angles: list) -> tuple[Path, list[str]]:
+    names = _make_folder(tmp_path / "p")
+    meta = {"camera_angles": {n: a for n, a in zip(names, angles)}, "labels": None, **meta_extra}
+    (tmp_path / "p" / "dataset.json").write_text(json.dumps(meta))
+    return _zip_folder(tmp_path / "p", tmp_path / "set.zip"), names
+
+
+def test_official_epigraf_zip_loads_with_the_official_cameras(tmp_path):
+    """An official EpiGRAF-layout zip (no 'camera' entry, [yaw, pitch, roll] with pitch the polar angle) gives the
+    cameras the official code builds (its cam2world moved to our world)."""
+    from aware3d.models.epigraf.cameras import cameras_from_epigraf_angles
+
+    angles = [[0.26, 1.64, 0.0], [-0.31, 1.45, 0.0], [0.0, math.pi / 2, 0.0]]  # like the fixture's FFHQ poses
+    path, _ = _epigraf_zip(tmp_path, {}, angles)
+    ds = open_dataset(str(path), RES)
+    assert ds.camera_info["angles"] == "epigraf" and "angles" in ds.camera_info["defaults_used"]
+    c2w, K = from_eg3d_label(ds.get_batch([0, 1, 2]).label)
+    official = cameras_from_epigraf_angles(torch.tensor(angles), 1.0, 12.0)
+    assert torch.allclose(c2w, official.cam2world, atol=1e-6)
+    assert torch.allclose(K, official.intrinsics, atol=1e-7)
+    assert torch.allclose(c2w[2, :3, 3], torch.tensor([0.0, 0.0, 1.0]), atol=1e-6)  # frontal: on +z
+    # Mirroring negates the yaw, as the official dataset's x-flip does.
+    mirrored = open_dataset(str(path), RES, mirror=True)
+    flipped = from_eg3d_label(mirrored.get_batch([3]).label)[0]
+    negated = cameras_from_epigraf_angles(torch.tensor([[-0.26, 1.64, 0.0]]), 1.0, 12.0).cam2world
+    assert torch.allclose(flipped[:, :3, 3], negated[:, :3, 3], atol=1e-6)
+
+
+def test_legacy_zero_centered_zip_still_loads_the_same_cameras(tmp_path):
+    """Zips from older ``aware3d dataset`` runs tag their angles "zero_centered" ([yaw - pi/2, pitch - pi/2, 0]);
+    they still give the cameras they were written from."""
+    yaw, pitch = [1.2, 1.9, math.pi / 2], [1.5, 1.2, math.pi / 2]
+    legacy = [[y - math.pi / 2, p - math.pi / 2, 0.0] for y, p in zip(yaw, pitch)]
+    path, _ = _epigraf_zip(tmp_path, {"camera": {"radius": 1.0, "fov_deg": 12.0, "angles": "zero_centered"}}, legacy)
+    ds = open_dataset(str(path), RES)
+    expected = torch.stack([_look_at_label(y, p) for y, p in zip(yaw, pitch)])
+    assert torch.allclose(ds.get_batch([0, 1, 2]).label, expected, atol=1e-6)
+    with pytest.raises(DatasetError, match="convention"):
+        epigraf_labels(torch.zeros(1, 3), convention="euler")
+
+
+def test_dataset_tool_zip_with_classes_keeps_its_cameras(tmp_path):
+    """Class labels push the cameras into camera_angles only: the written zip must load to the source's cameras
+    (now stored in the official convention, tagged "epigraf")."""
+    names = _make_folder(tmp_path / "p")
+    yaw, pitch = [1.2, 1.9, 1.6], [1.5, 1.2, 1.7]
+    meta = {"labels": [[n, i % 2] for i, n in enumerate(names)],
+            "camera_angles": {n: [y - math.pi / 2, p, 0.0] for n, y, p in zip(names, yaw, pitch)}}
+    (tmp_path / "p" / "dataset.json").write_text(json.dumps(meta))
+    source = open_dataset(str(tmp_path / "p"), RES)
+    out = tmp_path / "cls.zip"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_dataset_tool(DatasetOptions(source=str(tmp_path / "p"), out=str(out), resolution=RES))
+    written = json.loads(zipfile.ZipFile(out).read("dataset.json"))
+    assert written["camera"]["angles"] == "epigraf"
+    back = open_dataset(str(out), RES)
+    expected = torch.stack([_look_at_label(y, p) for y, p in zip(yaw, pitch)])
+    assert torch.allclose(source.get_batch(range(3)).label, expected, atol=1e-6)
+    assert torch.allclose(back.get_batch(range(3)).label, expected, atol=1e-5)
+    # The same zip rewritten the old way (legacy angles + tag) loads to the same cameras.
+    legacy = {k: [a[0], a[1] - math.pi / 2, 0.0] for k, a in written["camera_angles"].items()}
+    old = {**written, "camera_angles": legacy, "camera": {**written["camera"], "angles": "zero_centered"}}
+    with zipfile.ZipFile(out) as zin, zipfile.ZipFile(tmp_path / "old.zip", "w") as zout:
+        for item in zin.namelist():
+            zout.writestr(item, json.dumps(old) if item == "dataset.json" else zin.read(item))
+    old_back = open_dataset(str(tmp_path / "old.zip"), RES)
+    assert torch.allclose(old_back.get_batch(range(3)).label, back.get_batch(range(3)).label, atol=1e-6)

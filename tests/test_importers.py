@@ -37,6 +37,7 @@ def test_summaries_read_names_without_unpickling(tmp_path):
 @pytest.mark.parametrize("fixture, renamed, family", [
     (("pigan", "generator.pth"), "weights.bin", "pigan"),
     (("eg3d", "network-snapshot.pkl"), "eg3d-model.pth", "eg3d"),
+    (("epigraf", "network-snapshot.pkl"), "epigraf-model.bin", "epigraf"),
 ])
 def test_convert_and_load_identify_files_by_content_whatever_their_suffix(tmp_path, fixture, renamed, family):
     source = tmp_path / renamed
@@ -52,7 +53,7 @@ def test_convert_and_load_identify_files_by_content_whatever_their_suffix(tmp_pa
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("fixture", [("pigan", "ema.pth"), ("epigraf", "network-snapshot.pkl"),
+@pytest.mark.parametrize("fixture", [("pigan", "ema.pth"), ("epigraf", "fixture.pt"),
                                      ("eg3d", "README.md")])
 def test_files_no_family_reads_are_refused_with_what_was_found(tmp_path, fixture):
     path = reference(*fixture)

@@ -10,8 +10,11 @@ Angles are radians everywhere. Three conventions exist in the seeds:
 * **pi-GAN / ShadeGAN / CGOF** ``(yaw, pitch)``: yaw ``theta`` is the azimuth, pitch ``phi`` the polar angle
   from +y; the camera sits at ``r * (sin phi cos theta, cos phi, sin phi sin theta)``; frontal is
   ``(pi/2, pi/2)`` (camera on +z). Yaw above pi/2 moves the camera toward -x, pitch below pi/2 moves it up.
-* **EpiGRAF** ``camera_angles = [yaw, pitch, roll]``: frontal is ``[0, 0, 0]``; ``yaw = theta - pi/2`` and
-  ``pitch = phi - pi/2`` (pitch is still a polar offset, positive looks from below). Roll is unused (0).
+* **EpiGRAF** ``camera_angles = [yaw, pitch, roll]`` (official ``universome/epigraf``): yaw is zero-centred
+  (frontal 0), pitch is the polar angle from +y (pi/2 on the horizon, as pi-GAN's), roll is ignored. Its world
+  is ours turned a quarter turn about y (its frontal camera is on +x, ours on +z), so ``yaw = theta - pi/2``
+  and ``pitch = phi``: frontal is ``[0, pi/2, 0]`` (see :mod:`aware3d.models.epigraf.cameras` for the
+  exact matrix conversion).
 * **EG3D** label (25 floats): flattened 4x4 cam2world (OpenCV) + flattened 3x3 normalised intrinsics.
 """
 
@@ -189,12 +192,23 @@ def sample_angles(d: PoseDistribution, n: int, generator: torch.Generator | None
 # ------------------------------------------------------------------------------------ conventions
 
 def pigan_to_epigraf(yaw: Tensor, pitch: Tensor) -> Tensor:
-    """pi-GAN (yaw, pitch) -> EpiGRAF camera_angles (B, 3) = [yaw - pi/2, pitch - pi/2, 0]."""
-    return torch.stack([yaw - math.pi / 2, pitch - math.pi / 2, torch.zeros_like(yaw)], dim=-1)
+    """pi-GAN (yaw, pitch) (B,) -> official EpiGRAF camera_angles (B, 3) = [yaw - pi/2, pitch, 0] (radians).
+
+    The same camera: EpiGRAF's world is ours turned a quarter turn about y, which only shifts the azimuth.
+    """
+    return torch.stack([yaw - math.pi / 2, pitch, torch.zeros_like(yaw)], dim=-1)
 
 
 def epigraf_to_pigan(camera_angles: Tensor) -> tuple[Tensor, Tensor]:
-    """EpiGRAF camera_angles (B, 3) [yaw, pitch, roll] -> pi-GAN (yaw, pitch). Roll must be 0."""
+    """Official EpiGRAF camera_angles (..., 3) [yaw, pitch, roll] -> pi-GAN (yaw + pi/2, pitch). Roll is ignored
+    (as EpiGRAF's renderer ignores it)."""
+    return camera_angles[..., 0] + math.pi / 2, camera_angles[..., 1]
+
+
+def legacy_zero_centered_to_pigan(camera_angles: Tensor) -> tuple[Tensor, Tensor]:
+    """aware3d's pre-fix ``"zero_centered"`` camera_angles (..., 3) [yaw - pi/2, pitch - pi/2, 0] -> pi-GAN
+    (yaw, pitch). Only for reading ``dataset.json`` files tagged ``"camera": {"angles": "zero_centered"}``
+    written by older ``aware3d dataset`` runs; it is not EpiGRAF's convention (:func:`epigraf_to_pigan` is)."""
     return camera_angles[..., 0] + math.pi / 2, camera_angles[..., 1] + math.pi / 2
 
 

@@ -11,12 +11,13 @@ Cameras come from a ``dataset.json`` at the root, in either layout:
   normalised intrinsics (:mod:`aware3d.cameras.poses`), used unchanged.
 * EpiGRAF: ``{"camera_angles": {"dir/img.png": [yaw, pitch, roll], ...}}``, converted to the EG3D
   label of a camera looking at the origin from ``radius`` with field of view ``fov_deg``. An optional
-  ``"camera": {"radius": r, "fov_deg": f, "angles": "zero_centered" | "spherical"}`` says how:
-  ``zero_centered`` (default, the convention of :func:`aware3d.cameras.epigraf_to_pigan` and of
-  EpiGRAF's README, "camera angles zero-centred": frontal [0, 0, 0]) or ``spherical`` (the raw polar
-  angles EpiGRAF's renderer consumes, as its Megascans scripts store them: yaw = azimuth, pitch in
-  [0, pi] from +y, i.e. pi-GAN angles). Defaults: radius 1, fov 12 degrees (EpiGRAF's FFHQ config);
-  what was used is in ``dataset.camera_info``. Roll must be 0.
+  ``"camera": {"radius": r, "fov_deg": f, "angles": "epigraf" | "zero_centered" | "spherical"}`` says how:
+  ``epigraf`` (default, what official EpiGRAF zips hold and ``aware3d dataset`` writes: yaw zero-centred,
+  pitch the polar angle from +y, frontal [0, pi/2, 0]; :func:`aware3d.cameras.epigraf_to_pigan`),
+  ``zero_centered`` (older ``aware3d dataset`` zips, which tag themselves so: frontal [0, 0, 0], pitch
+  offset from the horizon; still read as written) or ``spherical`` (pi-GAN angles in our world: yaw =
+  azimuth, frontal (pi/2, pi/2)). Defaults: radius 1, fov 12 degrees (EpiGRAF's FFHQ config); what was
+  used is in ``dataset.camera_info``. Roll must be 0.
 
 When both hold cameras, ``labels`` win (an EG3D label is exact; angles lose the intrinsics).
 
@@ -64,6 +65,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..cameras import cam2world_from_angles, epigraf_to_pigan, intrinsics_from_fov, to_eg3d_label
+from ..cameras.poses import legacy_zero_centered_to_pigan
 from ..config import to_dict
 from .base import LABEL_DIM, DatasetError, DatasetNotFoundError, ImageDataset, _check_resolution
 
@@ -82,11 +84,11 @@ LABELS_FILE = "dataset.json"
 CHECK_LEVELS = ("quick", "full", "none")
 """Scan-time verification levels of :func:`check_image_bytes`."""
 
-DEFAULT_EPIGRAF_CAMERA = {"radius": 1.0, "fov_deg": 12.0, "angles": "zero_centered"}
+DEFAULT_EPIGRAF_CAMERA = {"radius": 1.0, "fov_deg": 12.0, "angles": "epigraf"}
 """Camera used to turn EpiGRAF ``camera_angles`` into labels when ``dataset.json`` has no ``camera``
-entry: EpiGRAF's FFHQ setting (radius 1, fov 12), angles zero-centred (frontal = [0, 0, 0])."""
+entry: EpiGRAF's FFHQ setting (radius 1, fov 12), official angles (frontal = [0, pi/2, 0])."""
 
-_ANGLE_CONVENTIONS = ("zero_centered", "spherical")
+_ANGLE_CONVENTIONS = ("epigraf", "zero_centered", "spherical")
 _PARALLEL_SCAN_MIN = 64
 """Scans of at least this many files use a thread pool (PIL decoding and hashing release the GIL)."""
 
@@ -447,18 +449,21 @@ def match_keys(keys: list[str], files: list[str], root_name: str, what: str) -> 
 
 
 def epigraf_labels(angles: Tensor, radius: float = 1.0, fov_deg: float = 12.0,
-                   convention: str = "zero_centered") -> Tensor:
+                   convention: str = "epigraf") -> Tensor:
     """EpiGRAF camera_angles (B, 3) [yaw, pitch, roll] (radians, roll 0) -> EG3D labels (B, 25).
 
-    ``zero_centered``: frontal = [0, 0, 0] (:func:`aware3d.cameras.epigraf_to_pigan`); ``spherical``:
-    yaw = azimuth and pitch = polar angle from +y (pi-GAN angles, as EpiGRAF's renderer reads them).
+    ``epigraf``: the official convention, frontal = [0, pi/2, 0] (:func:`aware3d.cameras.epigraf_to_pigan`);
+    ``zero_centered``: older aware3d zips, frontal = [0, 0, 0] (pitch offset from the horizon);
+    ``spherical``: pi-GAN angles (yaw = azimuth in our world, pitch = polar angle from +y).
     The camera looks at the origin from ``radius`` with full field of view ``fov_deg``.
     """
     if convention not in _ANGLE_CONVENTIONS:
         raise DatasetError(f"unknown camera angle convention {convention!r}; valid: {', '.join(_ANGLE_CONVENTIONS)}")
     angles = angles.to(torch.float32).reshape(-1, 3)
-    if convention == "zero_centered":
+    if convention == "epigraf":
         yaw, pitch = epigraf_to_pigan(angles)
+    elif convention == "zero_centered":
+        yaw, pitch = legacy_zero_centered_to_pigan(angles)
     else:
         yaw, pitch = angles[:, 0], angles[:, 1]
     c2w = cam2world_from_angles(yaw, pitch, radius)

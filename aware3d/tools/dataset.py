@@ -7,8 +7,9 @@ and a ``dataset.json`` with
   intrinsics), or null when no item has a camera; for a source with class labels (the ``class_label``
   extra, e.g. a folder whose ``dataset.json`` holds integer ``labels``) ``[[name, class], ...]`` instead
   (StyleGAN2-ADA / EpiGRAF layout), the cameras then kept only as ``camera_angles``;
-* ``camera_angles`` (EpiGRAF layout, zero-centred ``[yaw, pitch, 0]``, see
-  :func:`aware3d.cameras.pigan_to_epigraf`) plus ``camera`` (``radius``, ``fov_deg``, ``angles``), only
+* ``camera_angles`` (official EpiGRAF layout ``[yaw, pitch, 0]``: yaw zero-centred, pitch polar from +y,
+  see :func:`aware3d.cameras.pigan_to_epigraf`) plus ``camera`` (``radius``, ``fov_deg``, ``angles`` =
+  ``"epigraf"``; zips from older versions say ``"zero_centered"`` and are still read as written), only
   when every item has a camera that looks at the origin, upright, from one common radius with one
   common field of view (so the angles lose nothing). A source with class labels and cameras that are
   not all such look-ats cannot be written (an error says so before any image is);
@@ -158,7 +159,7 @@ def camera_angles_if_exact(labels: Tensor, tol: float = 1e-4) -> tuple[Tensor, d
                                                                                       dtype=torch.float64))
     if not torch.allclose(rebuilt, labels.to(torch.float64), atol=tol, rtol=0):
         return None
-    return pigan_to_epigraf(yaw, pitch).to(torch.float32), {"radius": r, "fov_deg": fov, "angles": "zero_centered"}
+    return pigan_to_epigraf(yaw, pitch).to(torch.float32), {"radius": r, "fov_deg": fov, "angles": "epigraf"}
 
 
 def _check_classes_storable(labels: Tensor, has_label: Tensor, source: str) -> None:

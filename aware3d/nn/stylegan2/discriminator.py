@@ -40,10 +40,13 @@ def filtered_resizing(image: Tensor, size: int, f: Tensor, filter_mode: FilterMo
 
 
 class DiscriminatorBlock(nn.Module):
-    """ResNet discriminator block at ``resolution``: (B, tmp or 0, r, r) -> (B, out, r/2, r/2)."""
+    """ResNet discriminator block at ``resolution``: (B, tmp or 0, r, r) -> (B, out, r/down, r/down).
+
+    ``down`` is 2 in StyleGAN2; 1 keeps the size (EpiGRAF's extra start blocks on patches).
+    """
 
     def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, resolution: int, img_channels: int,
-                 use_fp16: bool = False, conv_clamp: float | None = None):
+                 use_fp16: bool = False, conv_clamp: float | None = None, down: int = 2):
         super().__init__()
         if in_channels not in (0, tmp_channels):
             raise ValueError(f"a discriminator block takes 0 (first block) or {tmp_channels} input channels")
@@ -52,8 +55,8 @@ class DiscriminatorBlock(nn.Module):
         if in_channels == 0:
             self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, activation="lrelu", conv_clamp=conv_clamp)
         self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, 3, activation="lrelu", conv_clamp=conv_clamp)
-        self.conv1 = Conv2dLayer(tmp_channels, out_channels, 3, activation="lrelu", down=2, conv_clamp=conv_clamp)
-        self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2)
+        self.conv1 = Conv2dLayer(tmp_channels, out_channels, 3, activation="lrelu", down=down, conv_clamp=conv_clamp)
+        self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=down)
 
     def forward(self, x: Tensor | None, img: Tensor | None, force_fp32: bool = False) -> tuple[Tensor, None]:
         ref = x if x is not None else img
