@@ -448,6 +448,14 @@ def match_keys(keys: list[str], files: list[str], root_name: str, what: str) -> 
     return out
 
 
+_ANGLES_TO_PIGAN = {
+    "epigraf": epigraf_to_pigan,
+    "zero_centered": legacy_zero_centered_to_pigan,
+    "spherical": lambda angles: (angles[:, 0], angles[:, 1]),
+}
+"""camera_angles convention (a dataset.json ``camera.angles`` tag) -> its conversion to pi-GAN (yaw, pitch)."""
+
+
 def epigraf_labels(angles: Tensor, radius: float = 1.0, fov_deg: float = 12.0,
                    convention: str = "epigraf") -> Tensor:
     """EpiGRAF camera_angles (B, 3) [yaw, pitch, roll] (radians, roll 0) -> EG3D labels (B, 25).
@@ -460,12 +468,7 @@ def epigraf_labels(angles: Tensor, radius: float = 1.0, fov_deg: float = 12.0,
     if convention not in _ANGLE_CONVENTIONS:
         raise DatasetError(f"unknown camera angle convention {convention!r}; valid: {', '.join(_ANGLE_CONVENTIONS)}")
     angles = angles.to(torch.float32).reshape(-1, 3)
-    if convention == "epigraf":
-        yaw, pitch = epigraf_to_pigan(angles)
-    elif convention == "zero_centered":
-        yaw, pitch = legacy_zero_centered_to_pigan(angles)
-    else:
-        yaw, pitch = angles[:, 0], angles[:, 1]
+    yaw, pitch = _ANGLES_TO_PIGAN[convention](angles)
     c2w = cam2world_from_angles(yaw, pitch, radius)
     return to_eg3d_label(c2w, intrinsics_from_fov(fov_deg, batch=len(angles)))
 
