@@ -13,8 +13,8 @@ Angles are radians everywhere. Three conventions exist in the seeds:
 * **EpiGRAF** ``camera_angles = [yaw, pitch, roll]`` (official ``universome/epigraf``): yaw is zero-centred
   (frontal 0), pitch is the polar angle from +y (pi/2 on the horizon, as pi-GAN's), roll is ignored. Its world
   is ours turned a quarter turn about y (its frontal camera is on +x, ours on +z), so ``yaw = theta - pi/2``
-  and ``pitch = phi``: frontal is ``[0, pi/2, 0]`` (see :mod:`aware3d.models.epigraf.cameras` for the
-  exact matrix conversion).
+  and ``pitch = phi``: frontal is ``[0, pi/2, 0]`` (the EpiGRAF family folder also converts the official
+  matrices exactly).
 * **EG3D** label (25 floats): flattened 4x4 cam2world (OpenCV) + flattened 3x3 normalised intrinsics.
 """
 

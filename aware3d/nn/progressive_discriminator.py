@@ -15,8 +15,8 @@ block, pi-GAN CelebA); ``False`` the plain strided one (pi-GAN Cats). Channels f
 CARLA): both 3x3 convolutions keep the size, then the block's output and its input are average-pooled 2x,
 the input goes through a 1x1 projection only where the channel count changes, and the sum is divided by
 sqrt(2); it also has a from-RGB adapter for 2 px inputs. With ``coordinate_order="rows_cols"`` and
-``always_blend=True`` (the official forward) it reproduces that class exactly, see
-:mod:`aware3d.models.shadegan.official_discriminator` for its weights. The defaults keep the strided
+``always_blend=True`` (the official forward) it reproduces that class exactly (the ShadeGAN family folder
+maps the official weights onto it). The defaults keep the strided
 layout of existing configs and checkpoints unchanged.
 """
 
