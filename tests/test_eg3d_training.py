@@ -20,7 +20,8 @@ import aware3d
 from aware3d.losses.base import Chunk, Phase, StageState
 from aware3d.config import apply_overrides
 from aware3d.data import open_dataset
-from aware3d.models.eg3d.loss import EG3DLoss, EG3DLossConfig, gaussian_blur, swap_conditioning
+from aware3d.losses.gan import gaussian_blur
+from aware3d.models.eg3d.loss import EG3DLoss, EG3DLossConfig, swap_conditioning
 from aware3d.models.eg3d import EG3D_PRESETS, EG3DGenerator
 from aware3d.models.eg3d.discriminator import DualDiscriminator
 from aware3d.nn.stylegan2.layers import upfirdn2d

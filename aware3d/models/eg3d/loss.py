@@ -24,7 +24,6 @@ as the official loop does; the discriminator is conditioned on the rendering cam
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...losses.base import Chunk, Phase, RecipeBase, StageState
-from ...losses.gan import logistic_d, nonsaturating_g
+from ...losses.gan import gaussian_blur, logistic_d, nonsaturating_g
 from ...nn.stylegan2.discriminator import FilterMode, filtered_resizing
 from ...training.schedule import NamedSchedule, Schedule
 from .generator import EG3DGenerator, EG3DOutput
@@ -132,20 +131,6 @@ class EG3DLossConfig:
     def neural_rendering_resolution(self, images_seen: int) -> int:
         """The neural rendering resolution (pixels) at this point of training."""
         return self.neural_rendering_resolution_schedule().value_at(images_seen)
-
-
-def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
-    """Blur (B, C, H, W) with EG3D's Gaussian: taps ``2 ** -(x / sigma)^2`` for |x| <= floor(3 sigma),
-    normalised to sum 1, zero padding, same size out. ``sigma`` in pixels; below 1/3 nothing happens."""
-    half = math.floor(sigma * 3)
-    if half <= 0:
-        return images
-    taps = torch.arange(-half, half + 1, device=images.device, dtype=torch.float32).div(sigma).square().neg().exp2()
-    taps = (taps / taps.sum()).to(images.dtype)
-    C = images.shape[1]
-    # Separable: rows then columns (the 2-D kernel is the outer product of the taps).
-    x = F.conv2d(F.pad(images, [half, half, 0, 0]), taps.reshape(1, 1, 1, -1).repeat(C, 1, 1, 1), groups=C)
-    return F.conv2d(F.pad(x, [0, 0, half, half]), taps.reshape(1, 1, -1, 1).repeat(C, 1, 1, 1), groups=C)
 
 
 def swap_conditioning(c: Tensor, swapping_prob: float | None, generator: torch.Generator | None,
