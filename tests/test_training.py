@@ -85,6 +85,9 @@ def test_every_training_preset_is_consistent():
         for s in p.curriculum.stages:
             if family.name == "eg3d":  # the curriculum's resolution is the final image that D judges
                 assert s.resolution == p.discriminator.img_resolution == cfg.img_resolution, name
+            elif family.name == "epigraf":  # D judges patches cut from (or rendered over) the full image
+                assert s.resolution == p.discriminator.image_resolution, name
+                assert p.discriminator.patch_resolution <= s.resolution, name
             else:
                 assert s.resolution <= p.discriminator.max_resolution, name
 
