@@ -35,7 +35,7 @@ from ...io.sniff import FileSummary
 from .config import EG3D_PRESETS, EG3DConfig, eg3d_render
 from .discriminator import DualDiscriminator, DualDiscriminatorConfig
 from .generator import EG3DGenerator
-from ...nn.stylegan2.layers import setup_filter
+from ...nn.stylegan2.layers import is_resample_filter, nonstandard_resample_filters
 from .superresolution import SR_LAYOUTS
 
 STAND_INS = ("torch_utils.", "training.", "dnnlib.")
@@ -303,10 +303,6 @@ def discriminator_config_from_pickle(root: PickledObject, where: str) -> DualDis
 # ---------------------------------------------------------------------------------------------------
 # Weights
 # ---------------------------------------------------------------------------------------------------
-def _is_filter(name: str) -> bool:
-    return name == "resample_filter" or name.endswith(".resample_filter")
-
-
 def official_name(ours: str) -> str:
     """Our tensor name -> the official state_dict name (the layouts differ only in the decoder)."""
     for mine, theirs in _OURS_TO_OFFICIAL_PREFIX.items():
@@ -318,20 +314,18 @@ def official_name(ours: str) -> str:
 def key_map_for(model: nn.Module) -> tuple[dict[str, str], list[str]]:
     """(official name -> ours for every tensor we import, our resampling-filter buffers (constants))."""
     names = [n for n, _ in model.named_parameters()] + [n for n, _ in model.named_buffers()]
-    filters = [n for n in names if _is_filter(n)]
-    return {official_name(n): n for n in names if not _is_filter(n)}, filters
+    filters = [n for n in names if is_resample_filter(n)]
+    return {official_name(n): n for n in names if not is_resample_filter(n)}, filters
 
 
 def _source_tensors(root: PickledObject, where: str) -> dict[str, Tensor]:
     """The pickled network's state_dict tensors, with the standard resampling filters checked and removed."""
     tensors = root.named_tensors()
-    standard = setup_filter()
-    odd = [k for k, v in tensors.items()
-           if _is_filter(k) and not (v.shape == standard.shape and torch.equal(v.float(), standard))]
+    odd = nonstandard_resample_filters(tensors)
     if odd:
         raise EG3DImportError(f"{where}: resampling filters other than [1, 3, 3, 1] are not supported: "
                               f"{', '.join(odd)}")
-    return {k: v.detach() for k, v in tensors.items() if not _is_filter(k)}
+    return {k: v.detach() for k, v in tensors.items() if not is_resample_filter(k)}
 
 
 def build_generator(root: PickledObject, path: str, network: str = "G_ema", preset: str | None = None) -> EG3DGenerator:

@@ -38,7 +38,7 @@ from ...io.keymap import CheckpointMismatchError, apply_key_map
 from ...io.pickled_modules import unknown_classes, unknown_classes_message
 from ...io.safe_unpickle import PickledObject, load_pickle_file, load_torch_file
 from ...io.sniff import FileSummary
-from ...nn.stylegan2.layers import setup_filter
+from ...nn.stylegan2.layers import is_resample_filter, nonstandard_resample_filters
 from .config import EPIGRAF_PRESETS, EpiGRAFConfig, epigraf_render
 from .generator import EpiGRAFGenerator
 
@@ -310,10 +310,6 @@ def _check_init_kwargs(kw: dict, where: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 # Weights
 # ---------------------------------------------------------------------------------------------------
-def _is_filter(name: str) -> bool:
-    return name == "resample_filter" or name.endswith(".resample_filter")
-
-
 def official_name(ours: str) -> str:
     """Our tensor name -> the official state_dict name."""
     for theirs, mine in _OFFICIAL_PREFIXES:
@@ -325,19 +321,17 @@ def official_name(ours: str) -> str:
 def key_map_for(model: nn.Module) -> tuple[dict[str, str], list[str]]:
     """(official name -> ours for every tensor we import, our resampling-filter buffers (constants))."""
     names = [n for n, _ in model.named_parameters()] + [n for n, _ in model.named_buffers()]
-    filters = [n for n in names if _is_filter(n)]
-    return {official_name(n): n for n in names if not _is_filter(n)}, filters
+    filters = [n for n in names if is_resample_filter(n)]
+    return {official_name(n): n for n in names if not is_resample_filter(n)}, filters
 
 
 def _source_tensors(tensors: dict[str, Tensor], where: str) -> dict[str, Tensor]:
     """The official tensors with the standard resampling filters checked and removed."""
-    standard = setup_filter()
-    odd = [k for k, v in tensors.items()
-           if _is_filter(k) and not (v.shape == standard.shape and torch.equal(v.float(), standard))]
+    odd = nonstandard_resample_filters(tensors)
     if odd:
         raise EpiGRAFImportError(f"{where}: resampling filters other than [1, 3, 3, 1] are not supported: "
                                  f"{', '.join(odd)}")
-    return {k: v.detach() for k, v in tensors.items() if not _is_filter(k)}
+    return {k: v.detach() for k, v in tensors.items() if not is_resample_filter(k)}
 
 
 def generator_from_tensors(config: EpiGRAFConfig, tensors: dict[str, Tensor], where: str) -> EpiGRAFGenerator:
@@ -565,7 +559,7 @@ def discriminator_from_tensors(config, tensors: dict[str, Tensor], where: str):
     key_map, dead = discriminator_key_map(D)
     for name in dead:
         source.pop(name, None)
-    constants = [n for n, _ in D.named_buffers() if _is_filter(n)] + list(_D_FOURIER_BUFFERS.values())
+    constants = [n for n, _ in D.named_buffers() if is_resample_filter(n)] + list(_D_FOURIER_BUFFERS.values())
     apply_key_map(D, source, key_map, derived=constants, what=where)
     return D
 

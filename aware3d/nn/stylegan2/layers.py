@@ -42,6 +42,19 @@ def setup_filter(taps: Sequence[float] = STANDARD_FILTER_TAPS) -> Tensor:
     return f
 
 
+def is_resample_filter(name: str) -> bool:
+    """Whether a state_dict name is a resampling-filter buffer (``resample_filter``: a constant, not a weight)."""
+    return name == "resample_filter" or name.endswith(".resample_filter")
+
+
+def nonstandard_resample_filters(tensors: dict[str, Tensor]) -> list[str]:
+    """Names of the resampling-filter buffers in ``tensors`` that are not :func:`setup_filter`'s standard one
+    (official checkpoints store them; importers rebuild the standard filter and refuse any other)."""
+    standard = setup_filter()
+    return [k for k, v in tensors.items()
+            if is_resample_filter(k) and not (v.shape == standard.shape and torch.equal(v.float(), standard))]
+
+
 def _padding4(padding: int | Sequence[int]) -> tuple[int, int, int, int]:
     """(x0, x1, y0, y1) from an int, (x, y) or (x0, x1, y0, y1)."""
     if isinstance(padding, int):
@@ -425,6 +438,7 @@ class SynthesisBlock(nn.Module):
 
 
 __all__ = [
+    "is_resample_filter", "nonstandard_resample_filters",
     "Conv2dLayer", "FullyConnectedLayer", "STANDARD_FILTER_TAPS", "SynthesisBlock", "SynthesisLayer", "ToRGBLayer",
     "bias_act", "conv2d_resample", "downsample2d", "modulated_conv2d", "normalize_2nd_moment", "resolve_fused",
     "setup_filter", "upfirdn2d", "upsample2d",
