@@ -22,20 +22,31 @@ from .models.registry import all_presets, build_generator, find_importer
 
 
 def load(source: str | os.PathLike, *, device: str | torch.device = "cpu", ema: bool = True,
-         preset: str | None = None, seed: int = 0) -> Generator3D:
+         preset: str | None = None, seed: int = 0, best: str | None = None) -> Generator3D:
     """Load a generator.
 
     Args:
         source: one of
             - an aware3d checkpoint folder (``config.json`` + ``generator.safetensors``);
+            - a training run folder (``aware3d train --out``): its latest exported generator, or with ``best``
+              its evaluated snapshot with the best recorded value of that metric;
             - an official checkpoint file of any registered family (pi-GAN ``generator.pth``, EG3D ``*.pkl``, ...),
               recognised by its content whatever its name, read safely (never executed);
             - a preset name (e.g. ``pigan-celeba``): a freshly initialised model with weights from ``seed``.
         ema: for official files, the EMA weights (pi-GAN: apply ``ema.pth`` from the same folder when present, as
             the official render scripts do; EG3D: ``G_ema``, else the training copy ``G``).
         preset: for official files, the render/camera settings to attach (default: guessed from the SIREN).
+        best: with a run folder, a metric name as recorded in its snapshots (``fid2k_full``, ``fid2k_full@512``,
+            ``swd``; see :mod:`aware3d.training.snapshots`).
     """
+    from .training.snapshots import is_run_dir, run_generator
+
     src = str(source)
+    if best is not None and not is_run_dir(source):
+        raise ValueError(f"best={best!r} (--best) picks a snapshot of a training run folder; {src!r} is not one "
+                         "(a run folder holds the config.json that aware3d train writes)")
+    if is_run_dir(source):
+        return load_generator(run_generator(source, best), device=device)
     if src in all_presets():
         return build_generator(src, seed=seed).to(device).eval()
     path = Path(source)

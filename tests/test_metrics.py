@@ -405,3 +405,17 @@ def test_metric_registry_names_and_errors():
     with pytest.raises(ValueError, match="valid: .*fid50k_full"):
         get_metric("fid50k")
     assert get_metric("swd").with_num_gen(10).num_gen == 10
+
+
+def test_protocols_that_state_a_count_are_renamed_when_run_on_another():
+    """FID@2k, FID@50k and a quick FID on 512 images never share a name (stats files, --best)."""
+    assert get_metric("fid2k_full").with_num_gen(512).name == "fid2k_full@512"
+    assert get_metric("fid50k_full").with_num_gen(2048).name == "fid50k_full@2048"
+    assert get_metric("is50k").with_num_gen(100).name == "is50k@100"
+    assert get_metric("kid50k_full").with_num_gen(64).name == "kid50k_full@64"
+    # The protocol's own count, or no override, keeps the name; count-free protocols keep theirs.
+    assert get_metric("fid2k_full").with_num_gen(2048).name == "fid2k_full"
+    assert get_metric("fid2k_full").with_num_gen(None).name == "fid2k_full"
+    assert get_metric("swd").with_num_gen(10).name == "swd" and get_metric("side").with_num_gen(7).name == "side"
+    renamed = get_metric("fid2k_full").with_num_gen(512)
+    assert renamed.kind == "fid" and renamed.num_gen == 512

@@ -141,13 +141,13 @@ def test_inception_metrics_with_stand_in_detector_and_real_cache(tmp_path, tiny)
     kw = dict(num_gen=24, batch=12, progress=False, cache_dir=tmp_path / "cache", inception=det_path)
     report = evaluate(G, "fid2k_full,kid50k_full,is50k", data, **kw)
     res = report["results"]
-    assert set(res) == {"fid2k_full", "kid50k_full", "kid50k_full_std", "is50k", "is50k_std"}
-    fid = report["metrics"]["fid2k_full"]
+    assert set(res) == {"fid2k_full@24", "kid50k_full@24", "kid50k_full@24_std", "is50k@24", "is50k@24_std"}
+    fid = report["metrics"]["fid2k_full@24"]
     assert fid["num_gen"] == 24 and fid["num_real"] == 24 and fid["num_real_requested"] == "full"
     assert fid["camera"] == "dataset" and fid["truncation_psi"] == 1.0 and fid["real_cache"]["cache"] == "miss"
     assert fid["real_preprocessing"]["resolution"] == 16 and fid["real_preprocessing"]["mirror"] is False
-    assert report["metrics"]["kid50k_full"]["subset_size"] == 1000 and report["metrics"]["is50k"]["splits"] == 10
-    assert 1.0 <= res["is50k"] <= 10.0
+    assert report["metrics"]["kid50k_full@24"]["subset_size"] == 1000 and report["metrics"]["is50k@24"]["splits"] == 10
+    assert 1.0 <= res["is50k@24"] <= 10.0
 
     # The FID is the Fréchet distance of the detector's features of exactly these images.
     det = load_inception(det_path)
@@ -155,13 +155,13 @@ def test_inception_metrics_with_stand_in_detector_and_real_cache(tmp_path, tiny)
     gen = torch.cat([det.features(to_uint8(o.image)) for o, _ in generate(G, 24, settings, seed=0, batch=12, data=data,
                                                                           progress=False)])
     real = det.features(to_uint8(data.get_batch(list(range(24))).image))
-    assert res["fid2k_full"] == pytest.approx(frechet_distance(*mean_cov(gen), *mean_cov(real)), rel=1e-6)
+    assert res["fid2k_full@24"] == pytest.approx(frechet_distance(*mean_cov(gen), *mean_cov(real)), rel=1e-6)
 
     again = evaluate(G, ["fid2k_full"], data, **kw)
-    assert again["metrics"]["fid2k_full"]["real_cache"]["cache"] == "hit"
-    assert again["results"]["fid2k_full"] == pytest.approx(res["fid2k_full"], rel=1e-12)
+    assert again["metrics"]["fid2k_full@24"]["real_cache"]["cache"] == "hit"
+    assert again["results"]["fid2k_full@24"] == pytest.approx(res["fid2k_full@24"], rel=1e-12)
     other_seed = evaluate(G, ["fid2k_full"], data, **{**kw, "seed": 1})
-    assert other_seed["results"]["fid2k_full"] != res["fid2k_full"]
+    assert other_seed["results"]["fid2k_full@24"] != res["fid2k_full@24"]
 
 
 def test_errors_name_the_missing_piece(tmp_path, tiny, monkeypatch):
@@ -290,8 +290,8 @@ def test_eg3d_metrics_use_the_final_image_and_the_raw_image_at_depth_resolution(
     assert report["settings"]["resolution"] == R and report["settings"]["image_resolution"] == S
     # SWD's pyramid starts at the final image size (the real images are read at 32 px, not 16).
     assert f"swd_{S}" in res and f"swd_{S // 2}" in res and m["swd"]["image_resolution"] == S
-    assert m["fid2k_full"]["image_resolution"] == S and m["fid2k_full"]["real_preprocessing"]["resolution"] == S
-    for name in ("fid2k_full", "swd", "msssim", "reprojection"):
+    assert m["fid2k_full@4"]["image_resolution"] == S and m["fid2k_full@4"]["real_preprocessing"]["resolution"] == S
+    for name in ("fid2k_full@4", "swd", "msssim", "reprojection"):
         assert math.isfinite(res[name]), name
     assert 0 <= res["msssim"] <= 1
     # The sharpened model has surfaces: neighbouring views overlap, and the colour error is small but not 0.
@@ -300,13 +300,13 @@ def test_eg3d_metrics_use_the_final_image_and_the_raw_image_at_depth_resolution(
 
     # The FID is that of the final images that generate() yields (S x S, seeded renderer draws).
     det = load_inception(det_path)
-    settings = GenerationSettings(R, m["fid2k_full"]["truncation_psi"], "prior", G.eval_render_config(6),
+    settings = GenerationSettings(R, m["fid2k_full@4"]["truncation_psi"], "prior", G.eval_render_config(6),
                                   image_resolution=S)
     outs = [o for o, _ in generate(G, 4, settings, seed=0, batch=4, progress=False)]
     assert outs[0].image.shape[-1] == S and outs[0].depth.shape[-1] == R
     gen = det.features(to_uint8(outs[0].image))
     real = det.features(to_uint8(data.get_batch(list(range(8))).image))
-    assert res["fid2k_full"] == pytest.approx(frechet_distance(*mean_cov(gen), *mean_cov(real)), rel=1e-6)
+    assert res["fid2k_full@4"] == pytest.approx(frechet_distance(*mean_cov(gen), *mean_cov(real)), rel=1e-6)
     # Same seed, same numbers: EG3D's jittered sampling draws from the seeded renderer generator.
     again = evaluate(G, ["msssim", "reprojection"], data, **kw)
     assert again["results"]["msssim"] == res["msssim"] and again["results"]["reprojection"] == res["reprojection"]

@@ -4,7 +4,9 @@ The names follow the seeds (StyleGAN2-ADA / EG3D / EpiGRAF ``metric_main.py``): 
 50k generated images with every real image, ``kid50k_full`` uses up to 1M real images and 100 subsets of
 1000, ``is50k`` splits 50k generated images in 10, ``fid2k_full`` is EpiGRAF's quick FID on 2048 images.
 The weight-free and 3D metrics (``swd``, ``msssim``, ``reprojection``, ``side``) are ours; their defaults
-are ProGAN's (SWD on 16384 images) or chosen to be cheap, and ``num_gen`` overrides any of them.
+are ProGAN's (SWD on 16384 images) or chosen to be cheap, and ``num_gen`` overrides any of them; a protocol
+whose name states its count records an override under ``<name>@<count>`` (``fid2k_full@512``), so FID@2k,
+FID@50k and a quick FID are never confused in a stats file or a best-checkpoint choice.
 
 Importing this module registers them (:mod:`.registry`); families add theirs with
 :func:`~aware3d.metrics.registry.register_metric`.
@@ -25,17 +27,17 @@ INCEPTION_FEATURES = Needs(real=True, inception=True)
 
 BUILTIN_METRICS: tuple[Metric, ...] = (
     Metric("fid50k_full", b.fid, 50000, INCEPTION_FEATURES, shared=b.INCEPTION_PASS, uses=frozenset({"features"}),
-           kind="fid"),
+           kind="fid", counted_name=True),
     Metric("fid10k_full", b.fid, 10000, INCEPTION_FEATURES, shared=b.INCEPTION_PASS, uses=frozenset({"features"}),
-           kind="fid"),
+           kind="fid", counted_name=True),
     Metric("fid2k_full", b.fid, 2048, INCEPTION_FEATURES, shared=b.INCEPTION_PASS, uses=frozenset({"features"}),
-           kind="fid"),
+           kind="fid", counted_name=True),
     Metric("kid50k_full", partial(b.kid, subsets=100, subset_size=1000), 50000, INCEPTION_FEATURES,
            num_real=1_000_000, flatten=b.with_std, shared=b.INCEPTION_PASS, uses=frozenset({"all_features"}),
-           kind="kid"),
+           kind="kid", counted_name=True),
     Metric("is50k", partial(b.inception_score_metric, splits=10), 50000, Needs(inception=True),
            higher_is_better=True, flatten=b.with_std, shared=b.INCEPTION_PASS, uses=frozenset({"probabilities"}),
-           kind="is"),
+           kind="is", counted_name=True),
     Metric("swd", b.swd, 16384, Needs(real=True), flatten=b.swd_levels, kind="swd"),
     Metric("msssim", partial(b.msssim, pairs=10000), 1000, Needs(), kind="msssim"),
     Metric("reprojection", b.reprojection, 64, Needs(depth=True, cameras=False), flatten=b.with_covisible,

@@ -133,6 +133,9 @@ class Metric:
     """What the metric reads from its shared pass (the pass documents the choices)."""
     kind: str = ""
     """Which computation, as recorded in the JSON (e.g. ``"fid"`` for every FID protocol); default: the name."""
+    counted_name: bool = False
+    """The name states how many images the protocol generates (``fid2k_full``, ``is50k``): run on another number
+    it is recorded as ``<name>@<number>`` (``fid2k_full@512``), so a quick FID is never mistaken for FID@2k."""
 
     def __post_init__(self):
         if not self.name or any(c in self.name for c in ", \t\n"):
@@ -148,12 +151,14 @@ class Metric:
             object.__setattr__(self, "kind", self.name)
 
     def with_num_gen(self, num_gen: int | None) -> Metric:
-        """This protocol with another number of generated images (None keeps it)."""
-        if num_gen is None:
+        """This protocol with another number of generated images (None keeps it); a :attr:`counted_name` protocol
+        then records its results as ``<name>@<num_gen>``."""
+        if num_gen is None or num_gen == self.num_gen:
             return self
         if num_gen < 1:
             raise ValueError(f"num_gen must be >= 1, got {num_gen}")
-        return replace(self, num_gen=num_gen)
+        name = f"{self.name}@{num_gen}" if self.counted_name else self.name
+        return replace(self, num_gen=num_gen, name=name)
 
 
 @dataclass(frozen=True)

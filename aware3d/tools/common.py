@@ -21,8 +21,12 @@ class ModelOptions:
     """Which model to use and how to render it (shared by every tool)."""
 
     checkpoint: str = "pigan-celeba"
-    """An aware3d checkpoint folder, an official pi-GAN generator.pth or EG3D .pkl, or a preset name (fresh
-    random init, e.g. pigan-tiny, eg3d-ffhq)."""
+    """An aware3d checkpoint folder, a training run folder (its latest generator; see --best), an official
+    checkpoint file of a registered family (pi-GAN generator.pth, EG3D .pkl, ...), or a preset name (fresh random
+    init, e.g. pigan-tiny, eg3d-ffhq)."""
+    best: str | None = None
+    """With a training run folder as --checkpoint: its snapshot with the best recorded value of this metric
+    (e.g. fid2k_full, fid2k_full@512, swd; lower is better unless the metric says otherwise)."""
     out: str = "out"
     """Output folder (created if missing)."""
     device: str = "cpu"
@@ -54,7 +58,8 @@ class ModelOptions:
 
 
 def load_model(opts: ModelOptions) -> Generator3D:
-    return load(opts.checkpoint, device=opts.device, ema=opts.ema, preset=opts.preset, seed=opts.init_seed)
+    return load(opts.checkpoint, device=opts.device, ema=opts.ema, preset=opts.preset, seed=opts.init_seed,
+                best=opts.best)
 
 
 def out_dir(opts: ModelOptions) -> Path:

@@ -64,9 +64,14 @@ class TrainOptions:
     metrics_every: int = 0
     """Evaluate --metrics every this many steps (0: never)."""
     metrics_num_gen: int | None = 512
-    """Generated images per metric evaluation during training (None: each protocol's own count)."""
+    """Generated images per metric evaluation during training (0: each protocol's own count, e.g. 2048 for
+    fid2k_full); a protocol named by its count is then recorded as <name>@<count> (fid2k_full@512)."""
     best_metric: str | None = None
-    """Keep <run>/best (a generator folder) at the best value of this metric (default: the first of --metrics)."""
+    """Keep <run>/best (a generator folder) at the best value of this metric, as recorded (e.g. fid2k_full, or
+    fid2k_full@512 with --metrics-num-gen 512); default: the first of --metrics."""
+    keep_snapshots: int = 0
+    """Each metrics evaluation keeps the evaluated generator in snapshots/step-N/ with its numbers (for --best);
+    keep only this many: the newest and the best by --best-metric (0: keep all)."""
     inception: str | None = None
     """Inception file for FID/KID/IS during training (else $AWARE3D_INCEPTION)."""
 

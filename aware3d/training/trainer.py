@@ -108,9 +108,7 @@ class Trainer:
             raise ValueError(f"family {cfg.family!r} has no training recipe yet")
         self._validate_batches()
         if options.metrics:
-            from ..metrics import parse_metric_list
-
-            parse_metric_list(list(options.metrics))  # unknown names fail now, not hours into the run
+            self._check_metric_options()  # unknown names fail now, not hours into the run
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(cfg.seed, "init"))
@@ -389,28 +387,47 @@ class Trainer:
                   "ema_decay": self.cfg.ema_decays[0], "data": self.cfg.data}
         return save_generator(G, self.run_dir / "generator", source=source)
 
+    def _check_metric_options(self) -> None:
+        """Metric names exist, and ``--best-metric`` is one the evaluations will record (under its count)."""
+        from ..metrics import parse_metric_list
+
+        if self.opts.keep_snapshots < 0:
+            raise ValueError(f"--keep-snapshots must be >= 0 (0 keeps all), got {self.opts.keep_snapshots}")
+        num_gen = self.opts.metrics_num_gen or None
+        recorded = [m.with_num_gen(num_gen).name for m in parse_metric_list(list(self.opts.metrics))]
+        if self.opts.best_metric is not None and self.opts.best_metric not in recorded:
+            raise ValueError(f"--best-metric {self.opts.best_metric} is not among the metrics this run records "
+                             f"({', '.join(recorded)}); with --metrics-num-gen N a protocol named by its image count "
+                             "is recorded as <name>@N, and --metrics-num-gen 0 keeps each protocol's own count")
+
     def evaluate_metrics(self) -> dict[str, float]:
-        """The chosen metrics of the first EMA (rank 0); keeps ``<run>/best`` at the best value so far."""
+        """The chosen metrics of the first EMA (rank 0), kept with that generator as ``<run>/snapshots/step-N``;
+        keeps ``<run>/best`` at the best value so far."""
         from ..metrics import evaluate
+        from .snapshots import prune_snapshots, write_snapshot
 
         G = make_ema(self.G_emas[self.cfg.ema_decays[0]])
         if not G.capabilities.tracks_w_avg:
             G.update_w_avg()
+        G.preset = self.G.preset
         data_res = self.cfg.curriculum.stage(max(self.state.step - 1, 0)).resolution
-        out = evaluate(G, list(self.opts.metrics), self.dataset(data_res), num_gen=self.opts.metrics_num_gen,
+        out = evaluate(G, list(self.opts.metrics), self.dataset(data_res), num_gen=self.opts.metrics_num_gen or None,
                        seed=self.cfg.seed, progress=False, inception=self.opts.inception,
                        resolution=self._render_resolution())
         values = {f"metrics/{k}": float(v) for k, v in out["results"].items()}
         name = self.opts.best_metric or next(iter(out["metrics"]), None)
+        source = {"trained_by": "aware3d train", "run": str(self.run_dir), "step": self.state.step,
+                  "ema_decay": self.cfg.ema_decays[0], "data": self.cfg.data}
+        write_snapshot(self.run_dir, G, self.state.step, self.state.images_seen, out, source)
+        if self.opts.keep_snapshots:
+            prune_snapshots(self.run_dir, self.opts.keep_snapshots, name)
         if name in out["results"]:
             higher = bool(out["metrics"].get(name, {}).get("higher_is_better", False))
             value = float(out["results"][name])
             best = self.state.best.get(name)
             if best is None or (value > best if higher else value < best):
                 self.state.best[name] = value
-                G.preset = self.G.preset
-                save_generator(G, self.run_dir / "best", source={"trained_by": "aware3d train", "step": self.state.step,
-                                                                "metric": name, "value": value})
+                save_generator(G, self.run_dir / "best", source={**source, "metric": name, "value": value})
                 values[f"best/{name}"] = value
         return values
 
