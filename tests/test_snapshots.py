@@ -106,3 +106,15 @@ def test_keep_snapshots_during_training(tmp_path):
     out = tmp_path / "run"
     Trainer(options(out, steps=3, metrics=("swd",), metrics_every=1, metrics_num_gen=16, keep_snapshots=1)).train()
     assert [s.step for s in list_snapshots(out)] == [3]
+
+
+def test_runs_verb_lists_and_picks_the_best(run, capsys):
+    assert main(["runs", "list", str(run)]) == 0
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split()[:2] == ["step", "swd"] and len(table.splitlines()) >= 4
+    assert main(["runs", "best", str(run), "--metric", "swd"]) == 0
+    out = capsys.readouterr().out
+    assert str(best_snapshot(run, "swd").path) in out
+    assert main(["runs", "best", str(run), "--metric", "fid2k_full"]) == 2
+    assert "recorded: swd" in capsys.readouterr().err
+    assert main(["runs", "best", str(run / "snapshots")]) == 2

@@ -17,7 +17,7 @@ from .args import add_dataclass_arguments, dataclass_from_args
 
 
 def _verbs() -> dict[str, tuple[type, Callable, str]]:
-    from ..tools import convert, dataset, demo, interpolate, light_prior, render, shapes, train, video
+    from ..tools import convert, dataset, demo, interpolate, light_prior, render, runs, shapes, train, video
     from ..tools import metrics as metrics_tool
 
     return {
@@ -31,6 +31,8 @@ def _verbs() -> dict[str, tuple[type, Callable, str]]:
         "train": (train.TrainOptions, train.run, "train a preset on a dataset (torchrun for several GPUs/processes)"),
         "metrics": (metrics_tool.MetricsOptions, metrics_tool.run,
                     "FID/KID/IS, SWD, MS-SSIM, reprojection and SIDE/MAD of a checkpoint -> metrics.json"),
+        "runs": (runs.RunsOptions, runs.run, "a training run's evaluated snapshots (list) and the best by a "
+                 "recorded metric (best --metric fid2k_full)"),
         "light-prior": (light_prior.LightPriorOptions, light_prior.run,
                         "fit a light prior (mean, covariance) from a dataset's lights or a list of codes, or convert "
                         "an official *_light_mvn.pth; write it as JSON and into a checkpoint"),
