@@ -112,3 +112,23 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
     assert "2x2" in capsys.readouterr().err
     assert main(["shapes", "--checkpoint", "pigan-tiny", "--out", str(tmp_path), "--grid", "8", "--level", "1e9"]) == 2
     assert "level" in capsys.readouterr().err
+
+
+def test_shapes_percentile_level_and_the_official_geometry_default(tmp_path):
+    from aware3d.tools.shapes import resolve_level
+
+    volume = torch.arange(101, dtype=torch.float32)
+    assert resolve_level("p97.5", volume, 10.0) == pytest.approx(97.5)
+    assert resolve_level(None, volume, "p50") == pytest.approx(50.0) and resolve_level("p0", volume, 1) == 0.0
+    for bad in ("p101", "pxx", "percentile"):
+        with pytest.raises(ValueError, match="percentile pQ"):
+            resolve_level(bad, volume, 10.0)
+    # A model whose family meshes at a percentile (extract_geometry.py's 97.5th) by default, at --cube-size 0.3.
+    assert aware3d.load("epigraf-tiny").shape_level() == "p97.5"
+    assert main(["shapes", "--checkpoint", "epigraf-tiny", "--out", str(tmp_path), "--grid", "16", "--cube-size", "0.3",
+                 "--formats", "ply", "--no-progress"]) == 0
+    rec = json.loads((tmp_path / "shapes.json").read_text())
+    vol, _ = read_mrc(tmp_path / "seed0000.mrc")
+    assert rec["bounds"][1] == pytest.approx([0.15] * 3)
+    assert rec["shapes"][0]["level"] == pytest.approx(float(np.percentile(vol, 97.5)), rel=1e-5)
+    assert rec["shapes"][0]["faces"] > 0

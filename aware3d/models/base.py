@@ -215,9 +215,10 @@ class Generator3D(nn.Module, abc.ABC):
         ``render``), by name, each (B, 1 or 3, H, W) in [0, 1] for display. Default: none."""
         return {}
 
-    def shape_level(self) -> float:
-        """Iso level (raw density) ``aware3d shapes`` meshes at when ``--level`` is not given: 10 (pi-GAN's
-        ``extract_shapes.py --sigma_threshold``); a family overrides it from its config."""
+    def shape_level(self) -> float | str:
+        """Iso level ``aware3d shapes`` meshes at when ``--level`` is not given, in raw density or as a percentile
+        of the sampled volume ('p97.5'): 10 (pi-GAN's ``extract_shapes.py --sigma_threshold``); a family
+        overrides it from its config."""
         return 10.0
 
 

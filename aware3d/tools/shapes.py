@@ -21,9 +21,10 @@ class ShapesOptions(ModelOptions):
     grid: int = 256
     """Grid points per axis (N): the .mrc holds N^3 densities."""
     level: str | None = field(default=None, metadata={"aliases": ("--sigma-threshold",)})
-    """Iso level of the mesh in raw density units, or 'mean' (the mean density of the sampled volume without
-    the official layout's -1000 border, handy for untrained models); default: the family's (ShadeGAN's
-    extract_shapes.py 35, otherwise pi-GAN's 10)."""
+    """Iso level of the mesh in raw density units, 'mean' (the mean density of the sampled volume without the
+    official layout's -1000 border, handy for untrained models) or pQ (the Q-th percentile of that volume, e.g.
+    p97.5); default: the family's (ShadeGAN's extract_shapes.py 35, EpiGRAF's extract_geometry.py p97.5,
+    otherwise pi-GAN's 10)."""
     formats: list[str] = field(default_factory=lambda: ["ply"])
     """Mesh formats to write: any of ply, obj, glb."""
     half_extent: float | None = None
@@ -38,16 +39,22 @@ class ShapesOptions(ModelOptions):
     add their own (EG3D's official: gen_samples.py's sheared grid and .mrc values); see grid_layouts()."""
 
 
-def resolve_level(level: str | None, volume: torch.Tensor, default: float) -> float:
-    """The iso level: ``default`` (the family's) when None, the volume's mean for 'mean', else the number."""
-    if level is None:
-        return float(default)
-    if level == "mean":
+def resolve_level(level: str | float | None, volume: torch.Tensor, default: str | float) -> float:
+    """The iso level for ``volume``: ``default`` (the family's) when None; the volume's mean for 'mean'; its
+    Q-th percentile for 'pQ' (0 <= Q <= 100); else the number."""
+    spec = str(default if level is None else level).strip()
+    if spec == "mean":
         return float(volume.mean())
     try:
-        return float(level)
+        if spec.startswith("p"):
+            q = float(spec[1:])
+            if not 0 <= q <= 100:
+                raise ValueError
+            return float(np.percentile(volume.detach().cpu().numpy().reshape(-1), q))
+        return float(spec)
     except ValueError:
-        raise ValueError(f"--level must be a number or 'mean', got {level!r}") from None
+        raise ValueError(f"--level must be a number, 'mean' or a percentile pQ with 0 <= Q <= 100 (e.g. p97.5), "
+                         f"got {spec!r}") from None
 
 
 def grid_layouts(G) -> dict[str, GridLayout]:

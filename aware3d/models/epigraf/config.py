@@ -129,7 +129,11 @@ class EpiGRAFConfig:
     truncation_cutoff: int | None = None
     """Number of leading ws truncated by default; None = all."""
     shape_half_extent: float = 0.2
-    """Half side of the cube sampled by the shapes tool (the tri-plane cube)."""
+    """Half side of the cube sampled by the shapes tool: the whole tri-plane cube (extract_geometry.py samples a
+    cube of side 0.3 by default: aware3d shapes --cube-size 0.3)."""
+    shape_level: str = "p97.5"
+    """Default iso level of the shapes tool: the 97.5th percentile of the sampled densities (extract_geometry.py's
+    thresh_percentile); a number is a raw density."""
     w_avg_samples: int = 10000
     """Random z averaged into w_avg by update_w_avg() for a fresh model (imported ones keep their own)."""
 

@@ -280,6 +280,10 @@ class EpiGRAFGenerator(Generator3D):
         planes = self.planes(w)
         return lambda p: self.sample_planes(expand_latent(planes, p.shape[0]), our_points_to_epigraf(p))[..., -1]
 
+    def shape_level(self) -> float | str:
+        """The shapes tool's default iso level: ``config.shape_level`` (extract_geometry.py's 97.5th percentile)."""
+        return self.config.shape_level
+
     def color(self, w: Tensor) -> Callable[[Tensor], Tensor]:
         planes = self.planes(w)
 
