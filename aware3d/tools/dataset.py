@@ -1,4 +1,4 @@
-"""``aware3d dataset``: build a training zip in the EG3D layout from a folder of images or a synthetic set.
+"""``aware3d dataset``: build a training zip in the EG3D layout from a folder (or a zip) of images or a synthetic set.
 
 The zip holds ``NNNNN/imgNNNNNNNN.png`` (square, ``--resolution``, lossless; names sort in item order)
 and a ``dataset.json`` with
@@ -13,7 +13,16 @@ and a ``dataset.json`` with
   when every item has a camera that looks at the origin, upright, from one common radius with one
   common field of view (so the angles lose nothing). A source with class labels and cameras that are
   not all such look-ats cannot be written (an error says so before any image is);
-* ``source_files``: ``{name: source relative path}`` for folder sources.
+* ``class_names``: with ``--labels-from-folders``, the class folder of each class id (``class_names[i]`` is
+  the folder of class i), so ids can be mapped back;
+* ``source_files``: ``{name: source relative path}`` for folder and zip sources.
+
+Class labels from folders (``--labels-from-folders``, as EpiGRAF's ``collect_labels.py``): the class of an
+image is the folder ``--label-folder-level`` levels above it, as its whole path below the source root (level
+2, the official choice: ``CLASS/OBJECT/view.png`` is of class ``CLASS``); the sorted folder names get ids
+0..K-1 (the official script numbers them in set order, which changes from run to run). Every image must sit
+that deep and there must be at least two classes. They replace class labels of the source's dataset.json and
+keep its cameras, which are then written as ``camera_angles`` (so they must be such look-ats).
 
 Cameras of a folder come from ``--poses`` when given, else from the folder's own ``dataset.json``. A
 poses file is a JSON object ``{relative_path: pose}`` where a pose is either 25 numbers (an EG3D label,
@@ -34,6 +43,7 @@ import os
 import platform
 import tempfile
 import time
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +64,8 @@ from ..data.images import LABELS_FILE, ImageFolderDataset, match_keys, list_some
 from ..data.synthetic import SYNTHETIC_DATASETS
 from ..io.media import to_uint8, write_json
 
-__all__ = ["DEFAULT_SYNTHETIC_COUNT", "DatasetOptions", "camera_angles_if_exact", "read_poses", "run",
-           "zip_member_name"]
+__all__ = ["DEFAULT_SYNTHETIC_COUNT", "DatasetOptions", "camera_angles_if_exact", "classes_from_folders",
+           "read_poses", "run", "zip_member_name"]
 
 DEFAULT_SYNTHETIC_COUNT = 1000
 """Items rendered from a synthetic source when --count is not given."""
@@ -64,8 +74,8 @@ DEFAULT_SYNTHETIC_COUNT = 1000
 @dataclass
 class DatasetOptions:
     source: str | None = None
-    """A folder of images (png, jpg, jpeg, webp, bmp; searched recursively) or a synthetic dataset name
-    (synthetic-heads, synthetic-objects)."""
+    """A folder of images (png, jpg, jpeg, webp, bmp; searched recursively), a .zip of them, or a synthetic
+    dataset name (synthetic-heads, synthetic-objects)."""
     out: str = "dataset.zip"
     """The zip to write (a JSON summary is written beside it as <out>.json)."""
     resolution: int = 64
@@ -88,6 +98,12 @@ class DatasetOptions:
     """Camera distance from the origin (world units) of cameras given as yaw/pitch in --poses."""
     batch: int = 16
     """Items loaded (synthetic: rendered) at once."""
+    labels_from_folders: bool = False
+    """Folder or zip only: class labels from folder names (sorted names -> ids 0..K-1, names kept in
+    dataset.json class_names), as EpiGRAF's collect_labels.py; the source's cameras are kept."""
+    label_folder_level: int = 2
+    """With --labels-from-folders: the folder this many levels above an image names its class (2 = the
+    grandparent, EpiGRAF's CLASS/OBJECT/view.png; 1 = the parent)."""
 
 
 def zip_member_name(index: int) -> str:
@@ -162,6 +178,47 @@ def camera_angles_if_exact(labels: Tensor, tol: float = 1e-4) -> tuple[Tensor, d
     return pigan_to_epigraf(yaw, pitch).to(torch.float32), {"radius": r, "fov_deg": fov, "angles": "epigraf"}
 
 
+def classes_from_folders(files: list[str], level: int = 2) -> tuple[list[str], list[int]]:
+    """Class names and each file's class id from folder names (``--labels-from-folders``).
+
+    ``files``: '/'-separated image paths relative to the source root. The class of a file is the path of the
+    folder ``level`` levels above it (``a/b/c/img.png`` at level 2: ``a/b``). Returns the sorted distinct
+    names (id i = ``names[i]``) and one id per file. A :class:`DatasetError` names files that are not that
+    deep, and says so when all files share one class.
+    """
+    if level < 1:
+        raise DatasetError(f"--label-folder-level must be >= 1 (1 = an image's parent folder), got {level}")
+    parts = [f.split("/") for f in files]
+    shallow = [f for f, p in zip(files, parts) if len(p) <= level]
+    if shallow:
+        raise DatasetError(f"--labels-from-folders: {len(shallow)} image(s) are not inside class folders "
+                           f"{level} level(s) above them: {list_some(shallow)}; the class of an image is the folder "
+                           f"{level} level(s) up (e.g. {'/'.join(['CLASS'] + ['SUB'] * (level - 1))}/view.png); "
+                           "move them into class folders or change --label-folder-level")
+    folder_of = ["/".join(p[:-level]) for p in parts]
+    names = sorted(set(folder_of))
+    if len(names) < 2:
+        raise DatasetError(f"--labels-from-folders found a single class folder ({names[0]!r}, {level} level(s) above "
+                           "every image): class-conditional training needs at least two classes; check "
+                           "--label-folder-level (1 = the parent folder, 2 = the grandparent)")
+    ids = {name: i for i, name in enumerate(names)}
+    return names, [ids[f] for f in folder_of]
+
+
+def _folder_classes(opts: DatasetOptions, data: ImageDataset) -> tuple[Tensor, list[str]]:
+    """(N,) int64 class ids of the dataset's items from their folders, and the class names. Ids are assigned
+    over every scanned image, so a --count subset keeps the source's numbering."""
+    if not isinstance(data, ImageFolderDataset):
+        raise DatasetError("--labels-from-folders applies to folder and zip sources only: synthetic items have no "
+                           "class folders")
+    names, ids = classes_from_folders(data.scanned_files, opts.label_folder_level)
+    if data.class_labels is not None:
+        warnings.warn(f"--labels-from-folders replaces the class labels of {opts.source!r}'s {LABELS_FILE}",
+                      stacklevel=3)
+    by_file = dict(zip(data.scanned_files, ids))
+    return torch.tensor([by_file[f] for f in data.files], dtype=torch.int64), names
+
+
 def _check_classes_storable(labels: Tensor, has_label: Tensor, source: str) -> None:
     """Class labels take ``labels`` in the zip, so cameras must fit ``camera_angles`` (or be absent)."""
     if not bool(has_label.any()):
@@ -181,7 +238,7 @@ def _png_bytes(image: Tensor) -> bytes:
 
 def _open_source(opts: DatasetOptions) -> ImageDataset:
     if not opts.source:
-        raise DatasetError("--source is required: a folder of images or a synthetic name "
+        raise DatasetError("--source is required: a folder of images, a .zip of them or a synthetic name "
                            f"({', '.join(sorted(SYNTHETIC_DATASETS))})")
     if opts.count is not None and opts.count < 1:
         raise DatasetError(f"--count must be >= 1, got {opts.count}")
@@ -192,11 +249,83 @@ def _open_source(opts: DatasetOptions) -> ImageDataset:
             raise DatasetError("--poses applies to folders only: synthetic items carry their own cameras")
         count = DEFAULT_SYNTHETIC_COUNT if opts.count is None else opts.count
         return open_dataset(opts.source, opts.resolution, length=count, seed=opts.seed)
-    if Path(opts.source).is_file():
-        raise DatasetError(f"--source {opts.source!r} is a file; give a folder of images or a synthetic name "
-                           f"({', '.join(sorted(SYNTHETIC_DATASETS))})")
+    if Path(opts.source).is_file() and Path(opts.source).suffix.lower() != ".zip":
+        raise DatasetError(f"--source {opts.source!r} is a file; give a folder of images, a .zip of them or a "
+                           f"synthetic name ({', '.join(sorted(SYNTHETIC_DATASETS))})")
+    if Path(opts.source).resolve() == Path(opts.out).resolve():
+        raise DatasetError(f"--out {opts.out!r} is the --source zip; write the new zip elsewhere")
     return open_dataset(opts.source, opts.resolution, skip_corrupt=opts.skip_corrupt, length=opts.count,
                         seed=opts.seed, preprocess=opts.preprocess)
+
+
+def _source_poses(opts: DatasetOptions, data: ImageDataset) -> tuple[Tensor | None, Tensor | None]:
+    """Cameras (N, 25) and has_label (N,) of the items from --poses, or (None, None) without it."""
+    if not (isinstance(data, ImageFolderDataset) and opts.poses):
+        return None, None
+    scan_files = data.scanned_files
+    all_labels, all_has = read_poses(opts.poses, scan_files, data.name, opts.fov_deg, opts.radius)
+    position = {f: i for i, f in enumerate(scan_files)}
+    keep = [position[f] for f in data.files]
+    return all_labels[keep], all_has[keep]
+
+
+@dataclass
+class _Written:
+    """What went into the zip, item by item."""
+
+    names: list[str]
+    """Zip member names."""
+    labels: Tensor
+    """(N, 25) cameras (zeros where none)."""
+    has_label: Tensor
+    """(N,) bool: which items have a camera."""
+    classes: Tensor | None
+    """(N,) int64 class ids, or None without classes."""
+
+
+def _write_images(zf: zipfile.ZipFile, data: ImageDataset, batch_size: int, labels: Tensor | None,
+                  has_label: Tensor | None, classes: Tensor | None, with_classes: bool) -> _Written:
+    """Every item as a PNG; the cameras and classes are collected on the way unless already known."""
+    n = len(data)
+    names, label_rows, label_mask, class_rows = [], [], [], []
+    with tqdm(total=n, desc="dataset", unit="img") as bar:
+        for start in range(0, n, batch_size):
+            idx = list(range(start, min(n, start + batch_size)))
+            batch = data.get_batch(idx)
+            for j, i in enumerate(idx):
+                names.append(zip_member_name(i))
+                zf.writestr(names[-1], _png_bytes(batch.image[j]))
+            if labels is None:
+                label_rows.append(batch.label)
+                label_mask.append(batch.has_label)
+            if with_classes and classes is None:
+                class_rows.append(batch.extras["class_label"])
+            bar.update(len(idx))
+    if labels is None:
+        labels, has_label = torch.cat(label_rows), torch.cat(label_mask)
+    if with_classes and classes is None:
+        classes = torch.cat(class_rows)
+    return _Written(names, labels, has_label, classes)
+
+
+def _dataset_json(written: _Written, data: ImageDataset, class_names: list[str] | None) -> tuple[dict, tuple | None]:
+    """The zip's dataset.json (module docstring) and the camera_angles entry (angles, camera) or None."""
+    names, labels, has_label = written.names, written.labels, written.has_label
+    # No camera at all: labels null, as StyleGAN/EG3D write an unconditional dataset.
+    meta: dict = {"labels": [[name, lab.tolist() if ok else None]
+                             for name, lab, ok in zip(names, labels, has_label.tolist())]
+                  if bool(has_label.any()) else None}
+    angles = camera_angles_if_exact(labels) if bool(has_label.all()) else None
+    if angles is not None:
+        meta["camera_angles"] = {name: a.tolist() for name, a in zip(names, angles[0])}
+        meta["camera"] = angles[1]
+    if written.classes is not None:  # classes take 'labels'; the cameras (if any) are in camera_angles
+        meta["labels"] = [[name, c] for name, c in zip(names, written.classes.tolist())]
+    if class_names is not None:
+        meta["class_names"] = list(class_names)
+    if isinstance(data, ImageFolderDataset):
+        meta["source_files"] = dict(zip(names, data.files))
+    return meta, angles
 
 
 def run(opts: DatasetOptions) -> dict:
@@ -205,15 +334,9 @@ def run(opts: DatasetOptions) -> dict:
         raise DatasetError(f"--out must name a .zip file, got {opts.out!r}")
     data = _open_source(opts)
     n = len(data)
-    labels, has_label = None, None
-    if isinstance(data, ImageFolderDataset) and opts.poses:
-        scan_files = data.scanned_files
-        all_labels, all_has = read_poses(opts.poses, scan_files, data.name, opts.fov_deg, opts.radius)
-        position = {f: i for i, f in enumerate(scan_files)}
-        keep = [position[f] for f in data.files]
-        labels, has_label = all_labels[keep], all_has[keep]
-
-    with_classes = "class_label" in data.extra_names
+    labels, has_label = _source_poses(opts, data)
+    classes, class_names = _folder_classes(opts, data) if opts.labels_from_folders else (None, None)
+    with_classes = classes is not None or "class_label" in data.extra_names
     if with_classes:
         if labels is None:
             labels, has_label = data.get_labels(list(range(n)))
@@ -222,37 +345,10 @@ def run(opts: DatasetOptions) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
-    names, label_rows, label_mask, class_rows = [], [], [], []
     try:
         with zipfile.ZipFile(tmp_name, "w", compression=zipfile.ZIP_STORED) as zf:
-            with tqdm(total=n, desc="dataset", unit="img") as bar:
-                for start in range(0, n, opts.batch):
-                    idx = list(range(start, min(n, start + opts.batch)))
-                    batch = data.get_batch(idx)
-                    for j, i in enumerate(idx):
-                        name = zip_member_name(i)
-                        zf.writestr(name, _png_bytes(batch.image[j]))
-                        names.append(name)
-                    if labels is None:
-                        label_rows.append(batch.label)
-                        label_mask.append(batch.has_label)
-                    if with_classes:
-                        class_rows.append(batch.extras["class_label"])
-                    bar.update(len(idx))
-            if labels is None:
-                labels, has_label = torch.cat(label_rows), torch.cat(label_mask)
-            # No camera at all: labels null, as StyleGAN/EG3D write an unconditional dataset.
-            meta: dict = {"labels": [[name, lab.tolist() if ok else None]
-                                     for name, lab, ok in zip(names, labels, has_label.tolist())]
-                          if bool(has_label.any()) else None}
-            angles = camera_angles_if_exact(labels) if bool(has_label.all()) else None
-            if angles is not None:
-                meta["camera_angles"] = {name: a.tolist() for name, a in zip(names, angles[0])}
-                meta["camera"] = angles[1]
-            if with_classes:  # classes take 'labels'; the cameras (if any) are in camera_angles
-                meta["labels"] = [[name, c] for name, c in zip(names, torch.cat(class_rows).tolist())]
-            if isinstance(data, ImageFolderDataset):
-                meta["source_files"] = dict(zip(names, data.files))
+            written = _write_images(zf, data, opts.batch, labels, has_label, classes, with_classes)
+            meta, angles = _dataset_json(written, data, class_names)
             zf.writestr(LABELS_FILE, json.dumps(meta))
         os.chmod(tmp_name, 0o644)
         os.replace(tmp_name, out)
@@ -266,7 +362,9 @@ def run(opts: DatasetOptions) -> dict:
         "tool": "dataset", "aware3d": __version__, "torch": torch.__version__, "python": platform.python_version(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "options": to_dict(opts),
         "out": str(out), "sha256": digest, "source": opts.source, "count": n, "resolution": opts.resolution,
-        "labelled": int(has_label.sum()), "num_classes": data.num_classes, "camera_angles": angles is not None,
+        "labelled": int(written.has_label.sum()),
+        "num_classes": len(class_names) if class_names is not None else data.num_classes,
+        "class_names": class_names, "camera_angles": angles is not None,
         "camera": angles[1] if angles is not None else None,
         "source_cameras": ("poses" if opts.poses else getattr(data, "camera_info", None)),
         "source_fingerprint": data.fingerprint(),

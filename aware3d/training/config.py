@@ -9,10 +9,13 @@ from typing import Any
 
 from ..config import apply_overrides, from_dict, to_dict
 from .curriculum import Curriculum
+from .ema import HalfLifeEMA
 from .presets import TrainPreset, get_train_preset
 
 RUN_FORMAT = "aware3d-run"
 RUN_VERSION = 1
+DEFAULT_EMA_DECAYS = (0.999, 0.9999)
+"""The per-step EMA decays of a run whose preset sets no half-life EMA (and gives no --ema-decays)."""
 
 
 @dataclass
@@ -47,12 +50,12 @@ class TrainOptions:
     """Write a sample grid of fixed latents every this many steps (0: never)."""
     checkpoint_every: int = 500
     """Write a checkpoint every this many steps (and always at the end, on a signal or a time limit)."""
-    ema_decays: tuple[float, ...] = (0.999, 0.9999)
-    """Decays of the exponential moving averages of G kept beside it (the first is exported)."""
+    ema_decays: tuple[float, ...] | None = None
+    """Fixed per-step EMA decays of G (default 0.999 0.9999, none if the preset has a half-life EMA, which comes first)."""
     max_bad_steps: int = 10
     """Stop after this many consecutive updates with a non-finite loss or gradient."""
     override: tuple[str, ...] = ()
-    """Changes to the preset as key=value: model.hidden_dim=64 loss.r1_gamma=1 curriculum.fade_steps=100 ..."""
+    """Changes to the preset as key=value: model.hidden_dim=64 loss.r1_gamma=1 curriculum.fade_steps=100 ema.rampup=null ..."""
     tensorboard: bool = True
     """Also write TensorBoard events (when the tensorboard package is installed)."""
     progress: bool = True
@@ -91,6 +94,9 @@ class RunConfig:
     seed: int
     mirror: bool
     ema_decays: tuple[float, ...]
+    """Fixed per-step EMA decays (checkpoint names G_ema_<decay>); the first is the primary EMA when ``ema`` is None."""
+    ema: HalfLifeEMA | None = None
+    """The StyleGAN-family half-life EMA (checkpoint name G_ema), the primary one (sampled, evaluated, exported)."""
 
     def to_json(self) -> dict:
         return {"format": RUN_FORMAT, "version": RUN_VERSION, **to_dict(self)}
@@ -115,6 +121,7 @@ class RunConfig:
             curriculum=from_dict(Curriculum, doc["curriculum"], f"{where} curriculum"),
             data=doc["data"], total_steps=int(doc["total_steps"]), seed=int(doc["seed"]), mirror=bool(doc["mirror"]),
             ema_decays=tuple(float(d) for d in doc["ema_decays"]),
+            ema=None if doc.get("ema") is None else from_dict(HalfLifeEMA, doc["ema"], f"{where} ema"),
         )
 
     @staticmethod
@@ -129,7 +136,7 @@ class RunConfig:
         return RunConfig.from_json(doc, str(f))
 
 
-_SECTIONS = ("model", "discriminator", "loss", "curriculum")
+_SECTIONS = ("model", "discriminator", "loss", "curriculum", "ema")
 
 
 def resolve_run_config(opts: TrainOptions, preset: TrainPreset | None = None) -> RunConfig:
@@ -143,7 +150,7 @@ def resolve_run_config(opts: TrainOptions, preset: TrainPreset | None = None) ->
                          f"expected {preset.family!r}")
     model_cfg = apply_overrides(model_cfg, list(preset.model_overrides))
     sections: dict[str, Any] = {"model": model_cfg, "discriminator": preset.discriminator, "loss": preset.loss,
-                                "curriculum": preset.curriculum}
+                                "curriculum": preset.curriculum, "ema": preset.ema}
     grouped: dict[str, list[str]] = {k: [] for k in _SECTIONS}
     for item in opts.override:
         head, _, rest = item.partition(".")
@@ -152,23 +159,41 @@ def resolve_run_config(opts: TrainOptions, preset: TrainPreset | None = None) ->
                              "(e.g. loss.r1_gamma=1)")
         grouped[head].append(rest)
     for k, items in grouped.items():
+        if k == "ema" and items and sections[k] is None:  # a preset without one gets the StyleGAN EMA, as changed
+            sections[k] = HalfLifeEMA()
         sections[k] = apply_overrides(sections[k], items)
-    if not opts.ema_decays or any(not 0 < d < 1 for d in opts.ema_decays):
-        raise ValueError(f"--ema-decays must be numbers in (0, 1), got {opts.ema_decays}")
+    ema_decays = resolve_ema_decays(opts.ema_decays, sections["ema"])
     data = opts.data or preset.data
     if not data:
-        raise ValueError(f"training preset {opts.preset!r} has no default dataset: pass --data (a zip or folder "
-                         "with camera labels, e.g. one built by aware3d dataset, or synthetic-heads)")
+        hint = preset.data_help or ("a zip or folder with camera labels, e.g. one built by aware3d dataset, or "
+                                    "synthetic-heads")
+        raise ValueError(f"training preset {opts.preset!r} has no default dataset: pass --data ({hint})")
     return RunConfig(
         family=family.name, preset=opts.preset, model=sections["model"], discriminator=sections["discriminator"],
         loss=sections["loss"], curriculum=sections["curriculum"], data=data,
         total_steps=opts.steps if opts.steps is not None else preset.total_steps, seed=opts.seed, mirror=opts.mirror,
-        ema_decays=tuple(opts.ema_decays),
+        ema_decays=ema_decays, ema=sections["ema"],
     )
+
+
+def resolve_ema_decays(decays: tuple[float, ...] | None, half_life: HalfLifeEMA | None) -> tuple[float, ...]:
+    """The run's fixed EMA decays: ``decays`` as given, else the defaults unless a half-life EMA replaces them."""
+    if decays is None:
+        decays = () if half_life is not None else DEFAULT_EMA_DECAYS
+    decays = tuple(float(d) for d in decays)
+    if any(not 0 < d < 1 for d in decays):
+        raise ValueError(f"--ema-decays must be numbers in (0, 1), got {decays}")
+    if not decays and half_life is None:
+        raise ValueError("the run keeps no EMA of G: pass --ema-decays (e.g. 0.999) or set a half-life EMA "
+                         "(--override ema.half_life_kimg=10)")
+    if len(set(decays)) != len(decays):
+        raise ValueError(f"--ema-decays has a decay twice: {decays}")
+    return decays
 
 
 def with_total_steps(cfg: RunConfig, steps: int | None) -> RunConfig:
     return cfg if steps is None else replace(cfg, total_steps=steps)
 
 
-__all__ = ["RunConfig", "TrainOptions", "resolve_run_config", "with_total_steps"]
+__all__ = ["DEFAULT_EMA_DECAYS", "RunConfig", "TrainOptions", "resolve_ema_decays", "resolve_run_config",
+           "with_total_steps"]

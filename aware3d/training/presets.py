@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .curriculum import Curriculum
+from .ema import HalfLifeEMA
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,15 @@ class TrainPreset:
     curriculum: Curriculum
     """Stages and schedules."""
     data: str = "synthetic-heads"
-    """Default dataset (a synthetic name, a folder or a zip)."""
+    """Default dataset (a synthetic name, a folder or a zip); empty: the user must pass --data."""
+    data_help: str = ""
+    """What data the preset expects and how to make it (shown when --data is missing or unsuitable)."""
     total_steps: int = 200_000
     """Default length of the run."""
     model_overrides: tuple[str, ...] = field(default_factory=tuple)
     """``key=value`` changes applied to the model preset's config."""
+    ema: HalfLifeEMA | None = None
+    """The StyleGAN-family half-life EMA, the run's primary EMA (None: the fixed per-step ``--ema-decays``)."""
 
 
 def train_presets() -> dict[str, TrainPreset]:

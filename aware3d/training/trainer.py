@@ -35,7 +35,7 @@ from ..losses.base import Chunk, LossRecipe, Phase, StageState
 from ..models.base import Generator3D
 from . import distributed as dist_utils
 from .config import RunConfig, TrainOptions, resolve_run_config, with_total_steps
-from .ema import copy_buffers, make_ema, update_ema
+from .ema import HALF_LIFE_EMA_NAME, copy_buffers, half_life_beta, make_ema, update_ema, update_half_life_ema
 from .state import TrainingState, ema_name, load_training_checkpoint, read_training_meta, save_training_checkpoint
 from .stats import StatsWriter
 
@@ -116,6 +116,7 @@ class Trainer:
             self.D: nn.Module = family.training.discriminator_cls(cfg.discriminator).to(self.device)
         self.G.preset = self._model_preset_name()
         self.G_emas = {d: make_ema(self.G) for d in cfg.ema_decays}
+        self.G_ema_half_life = make_ema(self.G) if cfg.ema is not None else None
         self.recipe = family.training.loss_cls(self.G, self.D, cfg.loss)
         stage0 = cfg.curriculum.stage(0)
         betas, wd = tuple(cfg.curriculum.betas), cfg.curriculum.weight_decay
@@ -177,6 +178,8 @@ class Trainer:
     def _modules(self) -> dict[str, nn.Module]:
         mods: dict[str, nn.Module] = {"G": self.G, "D": self.D}
         mods.update({ema_name(d): m for d, m in self.G_emas.items()})
+        if self.G_ema_half_life is not None:
+            mods[HALF_LIFE_EMA_NAME] = self.G_ema_half_life
         return mods
 
     def dataset(self, resolution: int):
@@ -333,6 +336,10 @@ class Trainer:
                 for decay, ema in self.G_emas.items():
                     update_ema(ema, self.G, decay, st.step)
         dist_utils.average_buffers(self.G, self.info)  # e.g. EG3D's w_avg, tracked per process
+        ema_beta = None
+        if self.G_ema_half_life is not None:  # once per step, after every phase, from the images seen before it
+            ema_beta = half_life_beta(self.cfg.ema, st.images_seen, stage.batch_size)
+            update_half_life_ema(self.G_ema_half_life, self.G, ema_beta)
         for ema in self.G_emas.values():  # G's buffers may change in any phase (EG3D's w_avg in D_main)
             copy_buffers(ema, self.G)
         st.images_seen += stage.batch_size
@@ -346,6 +353,8 @@ class Trainer:
         out.update({"resolution": stage.resolution, "render_resolution": self.recipe.render_resolution(stage_state),
                     "batch_size": stage.batch_size, "alpha": stage_state.alpha,
                     "lr/G": lrs["G"], "lr/D": lrs["D"], "density_noise": stage_state.render.noise_std})
+        if ema_beta is not None:
+            out["ema/beta"] = ema_beta
         return out
 
     # ----------------------------------------------------------------------------------------- outputs
@@ -360,10 +369,10 @@ class Trainer:
 
     @torch.no_grad()
     def sample_grid(self, path: Path, resolution: int) -> Path:
-        """Fixed latents (seeds 0..n-1) from three yaws around the mean pose, rendered by the first EMA."""
+        """Fixed latents (seeds 0..n-1) from three yaws around the mean pose, rendered by the primary EMA."""
         from ..api import render
 
-        G = self.G_emas[self.cfg.ema_decays[0]]
+        G = self.primary_ema
         n = self.opts.sample_seeds
         pose = G.config.pose
         yaws = [pose.yaw_mean - 0.4, pose.yaw_mean, pose.yaw_mean + 0.4]
@@ -377,14 +386,25 @@ class Trainer:
             out = render(G, z=z, cameras=cams, resolution=resolution, truncation_psi=1.0)
         return save_image(path, out.image.clamp(-1, 1), nrow=len(yaws) * 2)
 
+    @property
+    def primary_ema(self) -> nn.Module:
+        """The EMA the run samples, evaluates and exports: the half-life one if any, else the first fixed decay."""
+        return self.G_ema_half_life if self.G_ema_half_life is not None else self.G_emas[self.cfg.ema_decays[0]]
+
+    def primary_ema_source(self) -> dict[str, Any]:
+        """How the primary EMA averages, for an exported generator's ``source`` metadata."""
+        if self.cfg.ema is not None:
+            return {"ema_half_life_kimg": self.cfg.ema.half_life_kimg, "ema_rampup": self.cfg.ema.rampup}
+        return {"ema_decay": self.cfg.ema_decays[0]}
+
     def export_generator(self) -> Path:
-        """The first EMA generator as an aware3d checkpoint folder ``<run>/generator`` (w_avg refreshed)."""
-        G = make_ema(self.G_emas[self.cfg.ema_decays[0]])  # a copy: refreshing w_avg must not touch the EMA
+        """The primary EMA generator as an aware3d checkpoint folder ``<run>/generator`` (w_avg refreshed)."""
+        G = make_ema(self.primary_ema)  # a copy: refreshing w_avg must not touch the EMA
         if not G.capabilities.tracks_w_avg:
             G.update_w_avg()
         G.preset = self.G.preset
         source = {"trained_by": "aware3d train", "run": str(self.run_dir), "step": self.state.step,
-                  "ema_decay": self.cfg.ema_decays[0], "data": self.cfg.data}
+                  **self.primary_ema_source(), "data": self.cfg.data}
         return save_generator(G, self.run_dir / "generator", source=source)
 
     def _check_metric_options(self) -> None:
@@ -401,12 +421,12 @@ class Trainer:
                              "is recorded as <name>@N, and --metrics-num-gen 0 keeps each protocol's own count")
 
     def evaluate_metrics(self) -> dict[str, float]:
-        """The chosen metrics of the first EMA (rank 0), kept with that generator as ``<run>/snapshots/step-N``;
+        """The chosen metrics of the primary EMA (rank 0), kept with that generator as ``<run>/snapshots/step-N``;
         keeps ``<run>/best`` at the best value so far."""
         from ..metrics import evaluate
         from .snapshots import prune_snapshots, write_snapshot
 
-        G = make_ema(self.G_emas[self.cfg.ema_decays[0]])
+        G = make_ema(self.primary_ema)
         if not G.capabilities.tracks_w_avg:
             G.update_w_avg()
         G.preset = self.G.preset
@@ -417,7 +437,7 @@ class Trainer:
         values = {f"metrics/{k}": float(v) for k, v in out["results"].items()}
         name = self.opts.best_metric or next(iter(out["metrics"]), None)
         source = {"trained_by": "aware3d train", "run": str(self.run_dir), "step": self.state.step,
-                  "ema_decay": self.cfg.ema_decays[0], "data": self.cfg.data}
+                  **self.primary_ema_source(), "data": self.cfg.data}
         write_snapshot(self.run_dir, G, self.state.step, self.state.images_seen, out, source)
         if self.opts.keep_snapshots:
             prune_snapshots(self.run_dir, self.opts.keep_snapshots, name)

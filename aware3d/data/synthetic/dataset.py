@@ -48,7 +48,7 @@ class SyntheticSample:
     angles: Tensor
     """(2,) pi-GAN (yaw, pitch), radians; frontal (pi/2, pi/2)."""
     camera_angles: Tensor
-    """(3,) EpiGRAF [yaw, pitch, roll] = [yaw - pi/2, pitch - pi/2, 0]."""
+    """(3,) EpiGRAF [yaw, pitch, roll] = [yaw - pi/2, pitch, 0] (the official convention, pitch from +y)."""
     eg3d_label: Tensor
     """(25,) EG3D label: flattened cam2world + flattened intrinsics."""
     light_dir: Tensor

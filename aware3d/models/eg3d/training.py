@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from ...training.curriculum import Curriculum, Stage
+from ...training.ema import HalfLifeEMA
 from ...training.presets import TrainPreset
 from .discriminator import DualDiscriminatorConfig
 from .loss import EG3DLossConfig
@@ -16,14 +17,17 @@ def eg3d_train_presets() -> dict[str, TrainPreset]:
 
     StyleGAN2's lazy regularisation also scales the Adam learning rates by interval / (interval + 1)
     (G: 4/5, D: 16/17), which these stages apply; the betas (0, 0.99) are shared by G and D here.
-    The official presets have no default dataset: pass ``--data`` (a zip with EG3D labels).
+    The official presets have no default dataset: pass ``--data`` (a zip with EG3D labels). Their EMA is
+    ``train.py``'s: a half-life of batch x 10 / 32 kimg (10 at batch 32) with the loop's 0.05 ramp-up (the
+    official script drops the ramp-up only when fine-tuning from a pickle: ``--override ema.rampup=null``);
+    ``eg3d-tiny`` keeps the fixed per-step decays.
     """
 
     def official(model: str, img: int, samples: int, loss: EG3DLossConfig) -> TrainPreset:
         stage = Stage(0, img, 32, 1, samples, samples, g_lr=0.0025 * 4 / 5, d_lr=0.002 * 16 / 17)
         return TrainPreset("eg3d", model, DualDiscriminatorConfig(img_resolution=img), loss,
                            Curriculum((stage,), fade_steps=0, density_noise=0.0, betas=(0.0, 0.99)),
-                           data="", total_steps=25_000_000 // 32)
+                           data="", total_steps=25_000_000 // 32, ema=HalfLifeEMA(32 * 10 / 32, rampup=0.05))
 
     # Synthetic heads are seen at radius 1 with a 12-degree field of view (focal 0.5 / tan 6 deg) and fill
     # about +-0.11 world units, as pi-GAN's CelebA set-up: the tri-planes cover a 0.24 cube.

@@ -173,6 +173,7 @@ class EpiGRAFLoss(RecipeBase):
         patch = sample_patches(batch, cfg.patch, stage.images_seen / 1000, scales_source, gen, gen.device)
         patch = PatchParams(patch.scales.to(chunk.z.device), patch.offsets.to(chunk.z.device))
         condition = chunk.condition
+        self.real_class_labels(chunk)  # a dataset without fitting classes fails here, before anything is rendered
         if self.G.config.c_dim > 0:
             labels = torch.randint(0, self.G.config.c_dim, (batch,), generator=gen, device=gen.device)
             condition = Condition(class_label=labels.to(chunk.z.device))
@@ -218,10 +219,20 @@ class EpiGRAFLoss(RecipeBase):
         """(B,) the real images' classes for a class-conditional model (None otherwise)."""
         if self.D.config.c_dim == 0:
             return None
+        c_dim = self.D.config.c_dim
         if "class_label" not in chunk.real_extras:
-            raise ValueError(f"this EpiGRAF model is class-conditional ({self.D.config.c_dim} classes) but the "
-                             "dataset has no class labels; use a zip whose dataset.json has integer 'labels'")
-        return chunk.real_extras["class_label"]
+            raise ValueError(f"this EpiGRAF model is class-conditional ({c_dim} classes) but the dataset has no class "
+                             "labels: train it on a zip whose dataset.json has integer class 'labels' beside EpiGRAF "
+                             "'camera_angles' (the Megascans layout), e.g. built from renders in CLASS/OBJECT/ "
+                             "folders by `aware3d dataset --source RENDERS --labels-from-folders --out data.zip` "
+                             "(as EpiGRAF's collect_labels.py), or make it unconditional with "
+                             "--override model.c_dim=0 discriminator.c_dim=0")
+        labels = chunk.real_extras["class_label"]
+        if labels.numel() and int(labels.max()) >= c_dim:
+            raise ValueError(f"the dataset has class label {int(labels.max())} but this EpiGRAF model has {c_dim} "
+                             f"classes (labels 0..{c_dim - 1}); set --override model.c_dim=K discriminator.c_dim=K "
+                             "with K the dataset's number of classes")
+        return labels
 
     def _check_real(self, chunk: Chunk) -> None:
         size = chunk.real_images.shape[-1]

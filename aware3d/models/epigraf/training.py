@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ...rendering.patches import PatchSamplerConfig
 from ...training.curriculum import Curriculum, Stage
+from ...training.ema import HalfLifeEMA
 from ...training.presets import TrainPreset
 from .discriminator import PatchDiscriminatorConfig
 from .loss import EpiGRAFLossConfig
@@ -16,7 +17,7 @@ DENSITY_NOISE_KIMG = 5000
 """The density noise (std 1) decays to 0 over this many thousand images (official FFHQ setting)."""
 
 
-def _official(model: str, img: int, c_dim: int, gamma: float, data: str) -> TrainPreset:
+def _official(model: str, img: int, c_dim: int, gamma: float, data: str, data_help: str = "") -> TrainPreset:
     """An official recipe: 64 px patches of ``img`` px images, Beta-annealed scales from 64 / img, batch 64,
     48 + 48 samples, G lr 0.0025, D lr 0.002 x 16/17 (StyleGAN2's lazy-R1 rate correction), betas (0, 0.99)."""
     patch = PatchSamplerConfig(distribution="beta", min_scale=64 / img, max_scale=1.0, alpha=1.0, beta_start=0.001,
@@ -29,8 +30,17 @@ def _official(model: str, img: int, c_dim: int, gamma: float, data: str) -> Trai
     stage = Stage(0, img, OFFICIAL_BATCH, 1, 48, 48, g_lr=0.0025, d_lr=0.002 * 16 / 17)
     curriculum = Curriculum((stage,), fade_steps=0, density_noise=1.0,
                             density_noise_steps=DENSITY_NOISE_KIMG * 1000 // OFFICIAL_BATCH, betas=(0.0, 0.99))
-    return TrainPreset("epigraf", model, disc, loss, curriculum, data=data,
-                       total_steps=OFFICIAL_KIMG * 1000 // OFFICIAL_BATCH)
+    ema = HalfLifeEMA(half_life_kimg=OFFICIAL_BATCH * 10 / 32, rampup=0.05)  # train.py's ema_kimg, the loop's ramp-up
+    return TrainPreset("epigraf", model, disc, loss, curriculum, data=data, data_help=data_help,
+                       total_steps=OFFICIAL_KIMG * 1000 // OFFICIAL_BATCH, ema=ema)
+
+
+def _megascans_help(num_classes: int, kind: str) -> str:
+    return (f"a 256 px zip of Megascans {kind} renders with {num_classes} classes: dataset.json with EpiGRAF "
+            "camera_angles and class labels, e.g. aware3d dataset --source RENDERS --labels-from-folders --out "
+            f"{kind}.zip for renders in CLASS/OBJECT/ folders (download_megascans.py + prepare_megascans_dataset.py "
+            "of the official code make them); or --override model.c_dim=0 discriminator.c_dim=0 for an "
+            "unconditional model")
 
 
 def _tiny() -> TrainPreset:
@@ -54,14 +64,15 @@ def epigraf_train_presets() -> dict[str, TrainPreset]:
 
     FFHQ and Cats default to the built-in synthetic heads (same camera set-up: radius 1, fov 12); the Megascans
     models are class-conditional and the synthetic sets have no classes, so they have no default dataset (pass
-    ``--data``, a zip with class labels and EpiGRAF camera angles). The official EMA (half-life 20 kimg, ramp-up
-    0.05) is not expressed here: the run's ``--ema-decays`` apply.
+    ``--data``, a zip with class labels and EpiGRAF camera angles, e.g. from renders in CLASS/OBJECT/ folders:
+    ``aware3d dataset --source RENDERS --labels-from-folders``). The official EMA: half-life 20 kimg
+    (batch x 10 / 32) with ramp-up 0.05; ``epigraf-tiny`` keeps the fixed per-step decays.
     """
     return {
         "epigraf-ffhq-512": _official("epigraf-ffhq-512", 512, 0, 0.1, "synthetic-heads"),
         "epigraf-cats-256": _official("epigraf-cats-256", 256, 0, 0.05, "synthetic-heads"),
-        "epigraf-plants-256": _official("epigraf-plants-256", 256, 198, 0.05, ""),
-        "epigraf-food-256": _official("epigraf-food-256", 256, 10, 0.05, ""),
+        "epigraf-plants-256": _official("epigraf-plants-256", 256, 198, 0.05, "", _megascans_help(198, "plants")),
+        "epigraf-food-256": _official("epigraf-food-256", 256, 10, 0.05, "", _megascans_help(10, "food")),
         "epigraf-tiny": _tiny(),
     }
 
