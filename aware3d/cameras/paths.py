@@ -1,8 +1,22 @@
-"""Named camera paths for the render / video / interpolate tools.
+"""Named camera paths for the render / video / interpolate / visualize tools.
 
 Every path returns pi-GAN angles (yaw, pitch) as (N,) tensors in radians plus a per-frame fov scale
-(1 = the model's fov; zoom paths change it). Paths are centred on the model's mean pose and scaled by
-its spread, so one path name suits faces (narrow poses) and cars (360 degrees) alike.
+(1 = the model's fov; zoom paths change it). Every path is centred on the model's mean pose. The first
+five (``yaw_sweep``, ``orbit``, ``front_circle``, ``zoom``, ``fixed_points``) scale their amplitudes by the
+pose spread, so one path name suits faces (narrow poses) and cars (360 degrees) alike; the last four keep
+the fixed amplitudes of the EpiGRAF inference configs (``configs/scripts/camera/*.yaml``), which they
+reproduce exactly for a model whose mean pose is frontal (yaw pi/2, pitch pi/2: every preset here):
+
+* ``points``: the official ``points`` (yaws 0, -0.3, +0.3 on the horizon), three views;
+* ``line``: the official ``line`` (yaw -1.57 -> 1.57 at pitch 0.835, 16 frames by default);
+* ``wiggle``: the official ``wiggle`` (yaw -1.57 -> 1.57 while the pitch swings by 0.5 and back; the official
+  repository ships no config for it, so the amplitudes are ``line``'s yaw range and a 0.5 pitch swing);
+* ``front_circle_zoom``: the official ``front_circle`` (64 frames, yaw +-0.3, pitch +-0.2, fov +-1 degree,
+  first frame = last frame as the official ``linspace(0, 1)``); it zooms by degrees, so it needs the model's
+  fov (``fov_deg``).
+
+An official offset ``d`` from frontal becomes ``mean + d`` here: EpiGRAF's zero-centred yaw is our yaw minus
+pi/2 (both turn the same way) and both pitches are the polar angle from +y.
 """
 
 from __future__ import annotations
@@ -76,21 +90,96 @@ def fixed_points(pose: PoseDistribution, frames: int) -> CameraPath:
     return CameraPath(yaw, _const(len(yaw), pose.pitch_mean), _const(len(yaw), 1.0))
 
 
-CAMERA_PATHS: dict[str, Callable[[PoseDistribution, int], CameraPath]] = {
+# The fixed amplitudes of the official inference camera configs (radians; the zoom in degrees).
+POINTS_YAW_OFFSETS = (0.0, -0.3, 0.3)
+"""``points``: yaw offsets of the three views, main view first (configs/scripts/camera/points.yaml)."""
+LINE_YAW_HALF_RANGE = 1.57
+"""``line`` and ``wiggle``: the yaw goes from mean - this to mean + this (line.yaml's yaw_left/right)."""
+LINE_PITCH_OFFSET = 0.835 - math.pi / 2
+"""``line``: pitch offset from the mean (line.yaml's pitch 0.835 against the horizon pi/2: seen from above)."""
+WIGGLE_PITCH_AMPLITUDE = 0.5
+"""``wiggle``: pitch = mean + this * cos(2 pi s) (the official code has the path but ships no config for it)."""
+CIRCLE_YAW_AMPLITUDE, CIRCLE_PITCH_AMPLITUDE, CIRCLE_FOV_AMPLITUDE_DEG = 0.3, 0.2, 1.0
+"""``front_circle_zoom``: front_circle.yaml's yaw_diff, pitch_diff and fov_diff (degrees)."""
+
+
+def _closed_steps(frames: int) -> Tensor:
+    """(N,) s = linspace(0, 1, N) as the official paths step (both ends included; a single frame is s = 0)."""
+    return torch.linspace(0.0, 1.0, frames) if frames > 1 else torch.zeros(1)
+
+
+def points(pose: PoseDistribution, frames: int) -> CameraPath:
+    """Three views at the mean pitch: the mean yaw, then mean - 0.3 and mean + 0.3 (``frames`` is ignored)."""
+    yaw = pose.yaw_mean + torch.tensor(POINTS_YAW_OFFSETS)
+    return CameraPath(yaw, _const(len(yaw), pose.pitch_mean), _const(len(yaw), 1.0))
+
+
+def line(pose: PoseDistribution, frames: int) -> CameraPath:
+    """Yaw from mean - 1.57 to mean + 1.57 (both ends included) at the mean pitch - 0.736 (from above)."""
+    yaw = pose.yaw_mean + LINE_YAW_HALF_RANGE * (2 * _closed_steps(frames) - 1)
+    return CameraPath(yaw, _const(frames, pose.pitch_mean + LINE_PITCH_OFFSET), _const(frames, 1.0))
+
+
+def wiggle(pose: PoseDistribution, frames: int) -> CameraPath:
+    """``line``'s yaw sweep while the pitch goes mean + 0.5 -> mean - 0.5 -> mean + 0.5 (a cosine)."""
+    s = _closed_steps(frames)
+    yaw = pose.yaw_mean + LINE_YAW_HALF_RANGE * (2 * s - 1)
+    pitch = pose.pitch_mean + WIGGLE_PITCH_AMPLITUDE * torch.cos(2 * math.pi * s)
+    return CameraPath(yaw, pitch, _const(frames, 1.0))
+
+
+def front_circle_zoom(pose: PoseDistribution, frames: int, fov_deg: float) -> CameraPath:
+    """An ellipse around the mean view, yaw +-0.3 (sine) and pitch +-0.2 (cosine), while the fov swings by
+    +-1 degree around ``fov_deg`` (the model's full fov, degrees) with the yaw; s = linspace(0, 1), so the first
+    and last frames coincide."""
+    angle = 2 * math.pi * _closed_steps(frames)
+    yaw = pose.yaw_mean + CIRCLE_YAW_AMPLITUDE * torch.sin(angle)
+    pitch = pose.pitch_mean + CIRCLE_PITCH_AMPLITUDE * torch.cos(angle)
+    return CameraPath(yaw, pitch, 1 + CIRCLE_FOV_AMPLITUDE_DEG * torch.sin(angle) / fov_deg)
+
+
+PathFn = Callable[..., CameraPath]
+"""``fn(pose, frames)``, or ``fn(pose, frames, fov_deg)`` for the paths in :data:`FOV_PATHS`."""
+
+CAMERA_PATHS: dict[str, PathFn] = {
     "yaw_sweep": yaw_sweep,
     "orbit": orbit,
     "front_circle": front_circle,
     "zoom": zoom,
     "fixed_points": fixed_points,
+    "points": points,
+    "line": line,
+    "wiggle": wiggle,
+    "front_circle_zoom": front_circle_zoom,
 }
 
+FOV_PATHS = frozenset({"front_circle_zoom"})
+"""Paths whose zoom is given in degrees: they take the model's fov as a third argument."""
 
-def get_camera_path(name: str, pose: PoseDistribution, frames: int) -> CameraPath:
-    """Look up a path by name; the error lists the valid names."""
+FIXED_VIEW_PATHS = frozenset({"fixed_points", "points"})
+"""Paths with a fixed set of views: they ignore the frame count."""
+
+PATH_FRAMES: dict[str, int] = {"points": 3, "fixed_points": 5, "line": 16, "wiggle": 16, "front_circle_zoom": 64}
+"""Each path's natural frame count (the official configs' num_frames); the others default to 64."""
+
+
+def default_frames(name: str) -> int:
+    """The frame count a tool uses for path ``name`` when none is given: :data:`PATH_FRAMES`, else 64."""
+    return PATH_FRAMES.get(name, 64)
+
+
+def get_camera_path(name: str, pose: PoseDistribution, frames: int, fov_deg: float | None = None) -> CameraPath:
+    """Look up a path by name; the error lists the valid names. ``fov_deg`` (the model's full fov, degrees) is
+    needed by the paths that zoom by degrees (:data:`FOV_PATHS`)."""
     try:
         fn = CAMERA_PATHS[name]
     except KeyError:
         raise ValueError(f"unknown camera path {name!r}; valid: {', '.join(sorted(CAMERA_PATHS))}") from None
     if frames < 1:
         raise ValueError(f"a camera path needs at least 1 frame, got {frames}")
-    return fn(pose, frames)
+    if name not in FOV_PATHS:
+        return fn(pose, frames)
+    if fov_deg is None or not fov_deg > 0:
+        raise ValueError(f"camera path {name!r} zooms by degrees and needs the model's fov: pass "
+                         f"fov_deg=G.config.fov_deg (got {fov_deg!r})")
+    return fn(pose, frames, float(fov_deg))

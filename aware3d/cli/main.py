@@ -17,7 +17,7 @@ from .args import add_dataclass_arguments, dataclass_from_args
 
 
 def _verbs() -> dict[str, tuple[type, Callable, str]]:
-    from ..tools import convert, dataset, demo, interpolate, light_prior, render, runs, shapes, train, video
+    from ..tools import convert, dataset, demo, interpolate, light_prior, render, runs, shapes, train, video, visualize
     from ..tools import metrics as metrics_tool
 
     return {
@@ -25,6 +25,9 @@ def _verbs() -> dict[str, tuple[type, Callable, str]]:
         "video": (video.VideoOptions, video.run, "a camera path for a grid of seeds, MP4 or GIF"),
         "interpolate": (interpolate.InterpolateOptions, interpolate.run, "a video interpolating seeds in w space"),
         "shapes": (shapes.ShapesOptions, shapes.run, "density volume (.mrc) and coloured mesh (.ply/.obj/.glb)"),
+        "visualize": (visualize.VisualizeOptions, visualize.run,
+                      "the EpiGRAF paper's inference visualisations: front_grid, video, video_grid, interp, "
+                      "interp_video, density, bg_nobg, minigrid"),
         "convert": (convert.ConvertOptions, convert.run, "official checkpoint -> aware3d checkpoint folder"),
         "dataset": (dataset.DatasetOptions, dataset.run, "a training zip (EG3D layout) from an image folder or a synthetic set"),
         "demo": (demo.DemoOptions, demo.run, "train the tiny preset on synthetic heads for a few minutes, then show it"),

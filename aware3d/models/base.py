@@ -68,6 +68,10 @@ class Capabilities:
     surface_band: bool = False
     """``synthesis(..., delta=)`` takes the width (world units) of a band around a predicted surface that
     the rays sample instead of [near, far] (ShadeGAN's surface tracker; <= 0: the full ray)."""
+    separate_background: bool = False
+    """The family can render a background model behind the foreground, and ``synthesis(..., ignore_bg=True)``
+    (``render_planes`` too, with ``plane_cache``) renders the foreground alone, composited over
+    ``render.background`` instead; a model built without a background model renders the same either way."""
 
 
 @dataclass
@@ -133,7 +137,8 @@ class Generator3D(nn.Module, abc.ABC):
                   **kwargs) -> GeneratorOutput:
         """Render latents w from cameras. Every family accepts ``condition``, ``resolution``, ``render``,
         ``lock_view_dependence``, ``normals``, ``generator``, ``draws`` and ``fast`` (inference-only kernels
-        that may round differently from the reference path)."""
+        that may round differently from the reference path); families with ``capabilities.separate_background``
+        also ``ignore_bg``."""
 
     @abc.abstractmethod
     def density(self, w: Tensor) -> Callable[[Tensor], Tensor]:

@@ -46,7 +46,7 @@ def run(opts: InterpolateOptions) -> dict:
         # Truncate the keys, then interpolate: every frame stays inside the truncated region.
         ws = interpolation_ws(map_seeds(G, opts, opts.seeds), opts.frames_per_seed)
     pose = G.config.pose
-    path = get_camera_path(opts.path, pose, len(ws)) if opts.path else None
+    path = get_camera_path(opts.path, pose, len(ws), fov_deg=G.config.fov_deg) if opts.path else None
 
     def frames():
         for i in tqdm(range(len(ws)), desc="interpolate", unit="frame", disable=not opts.progress):

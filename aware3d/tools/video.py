@@ -60,7 +60,7 @@ def camera_schedule(G, opts: VideoOptions) -> tuple[list[tuple[float, float, flo
     """Per frame (yaw, pitch, fov_scale) in pi-GAN angles, and with ``--light-path`` the (frames, 4) light codes
     (the camera then stays at the one view); None lights keep the options' condition."""
     if not opts.light_path:
-        path = get_camera_path(opts.path, G.config.pose, opts.frames)
+        path = get_camera_path(opts.path, G.config.pose, opts.frames, fov_deg=G.config.fov_deg)
         return [(float(y), float(p), float(s)) for y, p, s in zip(path.yaw, path.pitch, path.fov_scale)], None
     require_condition(G, "light", "--light-path")
     if opts.light is not None:

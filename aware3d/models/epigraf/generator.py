@@ -115,8 +115,10 @@ class EpiGRAFGenerator(Generator3D):
 
     family = "epigraf"
     # The mapping network tracks its mean w in training (update_emas); class labels condition the class-conditional
-    # models (c_dim > 0; an unconditional model refuses them with its c_dim).
-    capabilities = Capabilities(plane_cache=True, tracks_w_avg=True, conditions=("class_label",))
+    # models (c_dim > 0; an unconditional model refuses them with its c_dim). ignore_bg drops the plane or sphere
+    # background model (inference.py's bg_nobg).
+    capabilities = Capabilities(plane_cache=True, tracks_w_avg=True, conditions=("class_label",),
+                                separate_background=True)
 
     def __init__(self, config: EpiGRAFConfig = EpiGRAFConfig()):
         super().__init__()
