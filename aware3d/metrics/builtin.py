@@ -6,7 +6,9 @@ volume-rendered image at the depth's resolution (a ``raw_image`` family's ``imag
 skipped: the 2D upsampler's output is not defined by the rays). SIDE feeds the final image (what a viewer
 sees) to the depth network after an antialiased resize to the depth's resolution, and compares with the
 generator's depth there; the depth network is cached in the metrics cache, keyed by the dataset
-fingerprint and its config.
+fingerprint and its config. The absolute foreground-depth metrics (``fg_depth_abs``, ``fg_depth_separation``,
+``fg_depth_within_0.01``, ``fg_normal_deg``) share one pass (:data:`FOREGROUND_DEPTH_PASS`) that feeds the same
+image to the same network and scores the generator's depth against its absolute prediction.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from ..cameras import Cameras
 from ..config import to_dict
 from ..models.base import Condition, GeneratorOutput
-from .depth import (DepthNetConfig, erode_mask, load_or_train_depth_net, mean_angle_deviation, normals_from_depth,
-                    scale_invariant_depth_error)
+from .depth import (WITHIN_TOLERANCE, DepthNetConfig, ForegroundDepthConfig, erode_mask, foreground_depth_scores,
+                    load_or_train_depth_net, mean_angle_deviation, normals_from_depth, scale_invariant_depth_error)
 from .frechet import FeatureStats, frechet_distance
 from .generation import QUANTIZE, condition_rows, render_generator, to_uint8
 from .kid import inception_score, kernel_inception_distance
@@ -265,14 +268,20 @@ def _depth_net(ctx: MetricContext, config: DepthNetConfig):
     return net, record, data
 
 
+def _image_at_depth_size(out: GeneratorOutput, depth: Tensor) -> Tensor:
+    """The final image in [-1, 1], antialiased-resized to the depth's size when they differ (EG3D: a
+    super-resolved image, depth at the rendering size)."""
+    image = out.image.clamp(-1, 1)
+    if image.shape[-2:] != depth.shape[-2:]:
+        image = F.interpolate(image, size=tuple(depth.shape[-2:]), mode="bilinear", antialias=True,
+                              align_corners=False)
+    return image
+
+
 def _side_mad(net, out: GeneratorOutput, cams, ctx: MetricContext, min_pixels: int):
     """Per-image SIDE and MAD of one batch (images with a large enough mask), and the number skipped."""
     gen_depth = output_surface_depth(out)
-    image = out.image.clamp(-1, 1)
-    if image.shape[-2:] != gen_depth.shape[-2:]:  # EG3D: super-resolved image, depth at the rendering size
-        image = F.interpolate(image, size=tuple(gen_depth.shape[-2:]), mode="bilinear", antialias=True,
-                              align_corners=False)
-    pred_depth, pred_fg = net.predict(image)
+    pred_depth, pred_fg = net.predict(_image_at_depth_size(out, gen_depth))
     mask = erode_mask((out.opacity > 0.5) & (pred_fg > 0.5))
     ok = mask.flatten(1).sum(1) >= min_pixels
     skipped = int((~ok).sum())
@@ -319,6 +328,164 @@ def with_mad(name: str, entry: dict) -> dict[str, float]:
     return {name: entry["value"], "mad": entry["mad_deg"]}
 
 
-__all__ = ["INCEPTION_PASS", "InceptionFeatures", "fid", "inception_pass",
-           "inception_score_metric", "kid", "msssim", "ray_image", "real_count", "reprojection", "side", "swd",
-           "swd_levels", "with_covisible", "with_mad", "with_std"]
+# ------------------------------------------------------------------------ absolute foreground depth
+
+FOREGROUND_SCORE_UNITS = {
+    "abs": "mean |depth - reference| over the eroded reference foreground, world units",
+    "separation": "median depth over the eroded reference background minus median over the eroded foreground, "
+                  "world units",
+    "within": f"fraction of eroded-foreground pixels with |depth - reference| <= {WITHIN_TOLERANCE:g} world units",
+    "normal_deg": "mean angle between the normals of the depth and of the reference over the eroded foreground, "
+                  "degrees",
+}
+"""What each score of :func:`~aware3d.metrics.depth.foreground_depth_scores` measures (recorded in the JSON)."""
+
+
+@dataclass
+class ForegroundDepthScores:
+    """The foreground-depth pass's product: per-image scores of the generated images and of the ground truth."""
+
+    generated: dict[str, Tensor]
+    """Score name -> (N,) scores of the generated images that were scored."""
+    ground_truth: dict[str, Tensor]
+    """Score name -> (M,) the same scores of held-out dataset items' true depth (the metrics' floor)."""
+    record: dict
+    """What every entry of the pass records (counts, masks, the depth network, the ground-truth items)."""
+
+
+def _camera_scale(cam2world: Tensor, intrinsics: Tensor) -> tuple[Tensor, Tensor]:
+    """(B,) distance of each camera centre to the world origin and (B,) normalised focal length fx."""
+    return cam2world[:, :3, 3].norm(dim=-1), intrinsics[:, 0, 0]
+
+
+def dataset_camera_scale(data, items: int = 16) -> tuple[float, float]:
+    """Median camera distance to the origin and normalised focal length of the first ``items`` labels."""
+    label = data.get_labels(list(range(min(items, len(data)))))[0].to(torch.float32)
+    dist, focal = _camera_scale(label[:, :16].reshape(-1, 4, 4), label[:, 16:].reshape(-1, 3, 3))
+    return float(dist.median()), float(focal.median())
+
+
+def check_absolute_cameras(cams: Cameras, reference: tuple[float, float], tolerance: float) -> None:
+    """Refuse generated cameras whose distance to the origin or focal length differs from the dataset's
+    ``reference`` (distance, focal) by more than ``tolerance`` (relative): absolute depth, and the depth
+    network's estimate of it, exist only at the cameras the network learned."""
+    dist, focal = _camera_scale(cams.cam2world.float().cpu(), cams.intrinsics.float().cpu())
+    for what, got, want in (("distance to the origin", dist, reference[0]), ("normalised focal length", focal,
+                                                                              reference[1])):
+        if float(((got - want).abs() / want).max()) > tolerance:
+            raise ValueError(
+                f"the absolute depth metrics (fg_depth_*, fg_normal_deg) compare depths in the dataset's world units, "
+                f"learnt at its cameras (camera {what} {want:.4g}), but the generated cameras have "
+                f"{float(got.min()):.4g}..{float(got.max()):.4g}: render from the dataset's cameras (--camera dataset, "
+                "when the model can see from there), use a model trained with them, or use the scale-invariant side")
+
+
+def _score_against_depth_net(net, image: Tensor, depth: Tensor, intrinsics: Tensor, grid) -> dict[str, Tensor]:
+    """Scores (on the CPU) of (B, 1, H, W) ``depth`` against the depth network's absolute depth and foreground
+    (probability > 0.5) predicted from the (B, 3, H, W) ``image``."""
+    ref_depth, ref_fg = net.predict(image)
+    scores = foreground_depth_scores(depth, ref_depth, (ref_fg > 0.5).float(), intrinsics, grid)
+    return {k: v.cpu() for k, v in scores.items()}
+
+
+def _scored(parts: list[dict[str, Tensor]], min_pixels: int) -> tuple[dict[str, Tensor], int]:
+    """Batches' scores joined, keeping images with at least ``min_pixels`` inside and outside; and the
+    number left out."""
+    joined = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    ok = (joined["inside_pixels"] >= min_pixels) & (joined["outside_pixels"] >= min_pixels)
+    return {k: v[ok] for k, v in joined.items()}, int((~ok).sum())
+
+
+def _ground_truth_scores(net, data, ctx: MetricContext, net_config: DepthNetConfig,
+                         config: ForegroundDepthConfig) -> tuple[dict[str, Tensor], dict]:
+    """The scores of the ground truth itself: held-out items' true depth (background at the generator's far
+    plane, where its empty rays end) as the depth, their true image as the network's input. Falls back to
+    training items, recorded as not held out, when the dataset has no others."""
+    n, far = data.base_length, float(ctx.settings.render.far)
+    first = min(net_config.train_items, n)
+    indices = list(range(first, min(n, first + config.gt_items)))
+    held_out = bool(indices)
+    indices = indices or list(range(min(n, config.gt_items)))
+    device, parts = net.log_depth_mean.device, []
+    for s in range(0, len(indices), ctx.batch):
+        gt = data.ground_truth(indices[s:s + ctx.batch])
+        depth = torch.where(gt.mask > 0.5, gt.depth, torch.full_like(gt.depth, far))
+        parts.append(_score_against_depth_net(net, gt.image.to(device), depth.to(device), gt.intrinsics.to(device),
+                                              ctx.G.config.pixel_grid))
+    scores, skipped = _scored(parts, config.min_pixels)
+    return scores, {"items": [indices[0], indices[-1] + 1], "held_out": held_out, "items_scored": len(scores["abs"]),
+                    "items_skipped_small_mask": skipped, "resolution": data.resolution, "background_depth": far,
+                    "what": "each score with the true depth (background at the model's far plane) as the generated "
+                            "depth and the true image as the network's input: what a generator with exactly the true "
+                            "geometry gets, the floor of abs and normal_deg and the ceiling of separation and within"}
+
+
+def foreground_depth_pass(metrics, ctx: MetricContext) -> ForegroundDepthScores:
+    """Absolute foreground-depth scores (:func:`~aware3d.metrics.depth.foreground_depth_scores`) of
+    ``ctx.num_gen`` generated images, and of the ground truth itself (:func:`_ground_truth_scores`).
+
+    The reference ("the truth") of a generated image is the SIDE depth network's absolute depth and
+    foreground predicted from that image. A generated image has no ground truth of its own, and the dataset
+    item whose camera was used shows another head (other proportions, hair, neck), so comparing with it
+    would mostly measure identity and silhouette differences. The network is trained on the dataset's exact
+    (image, depth, mask) triples and regresses absolute log depth (not up to scale), so it estimates the
+    absolute depth and the mask of this very image; its own error is not hidden: the ``_gt`` values are the
+    scores the true geometry gets. The separation uses the network's mask only, with the generator's own
+    depth on both sides, so a flat sheet scores about 0 whatever the network's depth error. The generated
+    cameras must be the dataset's (:func:`check_absolute_cameras`)."""
+    config, net_config = ctx.config(ForegroundDepthConfig), ctx.config(DepthNetConfig)
+    reference, grid = dataset_camera_scale(ctx.data), ctx.G.config.pixel_grid
+    net, parts, start = None, [], time.time()
+    for out, cams in ctx.generate(desc=f"generate ({', '.join(m.name for m in metrics)})"):
+        check_absolute_cameras(cams, reference, config.camera_tolerance)
+        if net is None:  # after the first cameras are checked: a mismatch fails before any training
+            net, net_record, dn_data = _depth_net(ctx, net_config)
+        depth = output_surface_depth(out)
+        parts.append(_score_against_depth_net(net, _image_at_depth_size(out, depth), depth, cams.intrinsics, grid))
+    generated, skipped = _scored(parts, config.min_pixels)
+    truth, truth_record = _ground_truth_scores(net, dn_data, ctx, net_config, config)
+    record = {**_generation_record(ctx), "images_scored": len(generated["abs"]), "images_skipped_small_mask": skipped,
+              "config": to_dict(config), "within_tolerance": WITHIN_TOLERANCE, "generation_time_s": time.time() - start,
+              "depth": "the generator's surface depth: distance along the unit pixel ray, world units",
+              "reference": "the depth network's absolute depth and foreground (probability > 0.5) predicted from the "
+                           "final image, antialiased-resized to the depth resolution",
+              "masks": {"inside": "reference foreground eroded by one pixel",
+                        "outside": "reference background eroded by one pixel"},
+              "ground_truth": truth_record,
+              "depth_net": {"config": to_dict(net_config), "dataset_fingerprint": dn_data.fingerprint(), **net_record}}
+    return ForegroundDepthScores(generated, truth, record)
+
+
+FOREGROUND_DEPTH_PASS = SharedPass("foreground depth", foreground_depth_pass)
+"""The absolute foreground-depth metrics of equal image count, cameras and truncation score one set of images
+against one depth-network prediction."""
+
+
+def _mean_std(values: Tensor) -> tuple[float, float]:
+    """Mean (NaN when empty) and standard deviation (0 for fewer than two) of (N,) values."""
+    mean = float(values.mean()) if len(values) else float("nan")
+    return mean, float(values.std()) if len(values) > 1 else 0.0
+
+
+def foreground_depth(ctx: MetricContext, *, score: str) -> dict:
+    """One score of the foreground-depth pass: its mean over the generated images (``value``) and over the
+    ground truth's held-out items (``gt_value``), with the pass's record."""
+    entry = dict(ctx.shared.record)
+    value, std = _mean_std(ctx.shared.generated[score])
+    gt_value, gt_std = _mean_std(ctx.shared.ground_truth[score])
+    entry.update(value=value, std=std, gt_value=gt_value, gt_std=gt_std, score=score,
+                 units=FOREGROUND_SCORE_UNITS[score])
+    return entry
+
+
+def with_gt(name: str, entry: dict) -> dict[str, float]:
+    """Flat results of a foreground-depth metric: the value under ``name``, the ground truth's own score
+    (the metric's floor) under ``name_gt``."""
+    return {name: entry["value"], f"{name}_gt": entry["gt_value"]}
+
+
+__all__ = ["FOREGROUND_DEPTH_PASS", "FOREGROUND_SCORE_UNITS", "ForegroundDepthScores", "INCEPTION_PASS",
+           "InceptionFeatures", "check_absolute_cameras", "dataset_camera_scale", "fid", "foreground_depth",
+           "foreground_depth_pass", "inception_pass", "inception_score_metric", "kid", "msssim", "ray_image",
+           "real_count", "reprojection", "side", "swd", "swd_levels", "with_covisible", "with_gt", "with_mad",
+           "with_std"]

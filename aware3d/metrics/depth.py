@@ -16,6 +16,15 @@ rendered depth of the same image:
 The mask is the generator's foreground (opacity > 0.5) and the network's predicted foreground, eroded by
 one pixel (a 3x3 average of the mask must exceed 0.99, as unsup3d does; this also drops the border ring
 where normals are undefined).
+
+SIDE and MAD forgive a global depth scale and are computed where the generator is opaque, so a painted
+sheet at the background's distance scores well. :func:`foreground_depth_scores` is absolute instead (world
+units, on the reference's own foreground mask, not the generator's opacity): the mean absolute depth error,
+the separation between background and foreground (about 0 for a sheet), the fraction of foreground pixels
+within :data:`WITHIN_TOLERANCE` and the normal angle error. The metrics built on it (``fg_depth_abs`` and its
+siblings, see :func:`aware3d.metrics.builtin.foreground_depth_pass`) take the reference from this depth
+network's absolute depth and foreground prediction, and state their floor: the same scores for the ground
+truth itself on held-out dataset items.
 """
 
 from __future__ import annotations
@@ -80,6 +89,63 @@ def mean_angle_deviation(n1: Tensor, n2: Tensor, mask: Tensor) -> Tensor:
     cos = (n1 * n2).sum(1, keepdim=True).clamp(-1, 1)
     ang = torch.rad2deg(torch.acos(cos)) * mask
     return ang.flatten(1).sum(1) / mask.flatten(1).sum(1)
+
+
+# --------------------------------------------------------------------- absolute foreground depth
+
+WITHIN_TOLERANCE = 0.01
+"""Distance (world units) within which a foreground pixel's depth counts as right (``fg_depth_within_0.01``)."""
+
+
+@dataclass(frozen=True)
+class ForegroundDepthConfig:
+    """Settings of the absolute foreground-depth metrics (``fg_depth_abs`` and its siblings)."""
+
+    min_pixels: int = 16
+    """Images whose eroded foreground or eroded background has fewer pixels are skipped (and counted)."""
+    gt_items: int = 64
+    """Held-out dataset items (the ones after the depth network's training items) on which the ground truth
+    itself is scored: the ``<name>_gt`` values, what a generator with exactly the true depth would get."""
+    camera_tolerance: float = 0.02
+    """Largest relative difference of the generated cameras' distance to the origin and focal length from the
+    dataset's: absolute depth is only defined at the cameras the depth network learned."""
+
+
+def masked_median(x: Tensor, mask: Tensor) -> Tensor:
+    """(B,) median of (B, 1, H, W) ``x`` over the pixels where the (B, 1, H, W) mask is set (the lower of the
+    two middle values for an even count); NaN for an empty mask."""
+    values = torch.where(mask > 0.5, x.float(), torch.full_like(x, float("nan"), dtype=torch.float32))
+    return torch.nanmedian(values.flatten(1), dim=1).values
+
+
+def foreground_depth_scores(depth: Tensor, truth: Tensor, truth_mask: Tensor, intrinsics: Tensor,
+                            grid: PixelGrid = "pixel_centers", tolerance: float = WITHIN_TOLERANCE) -> dict[str, Tensor]:
+    """Per-image absolute scores of a depth map against a reference depth and its foreground mask.
+
+    ``depth`` and ``truth`` are (B, 1, H, W) distances along the unit pixel rays (world units; the renderer's
+    ``surface_depth`` and the synthetic sets' ``depth`` both are), ``truth_mask`` (B, 1, H, W) in {0, 1} the
+    reference's foreground and ``intrinsics`` (B, 3, 3) the normalised cameras. ``inside`` is the mask eroded
+    by one pixel and ``outside`` its complement eroded by one pixel (:func:`erode_mask`), so a silhouette off
+    by a pixel and the border ring where normals are undefined count for neither. Returns (B,) tensors:
+
+    * ``abs``: mean ``|depth - truth|`` inside (world units);
+    * ``separation``: median depth outside minus median depth inside (world units; positive when the
+      foreground stands in front of the background, about 0 for a flat sheet);
+    * ``within``: fraction of inside pixels with ``|depth - truth| <= tolerance``;
+    * ``normal_deg``: mean angle inside between the normals of the two maps (:func:`normals_from_depth`);
+    * ``inside_pixels`` / ``outside_pixels``: the pixel counts (NaN scores where a count is 0).
+    """
+    inside = erode_mask(truth_mask)
+    outside = erode_mask(1 - truth_mask.float())
+    n_in = inside.flatten(1).sum(1)
+    err = (depth - truth).abs()
+    abs_err = (err * inside).flatten(1).sum(1) / n_in
+    within = ((err <= tolerance).float() * inside).flatten(1).sum(1) / n_in
+    separation = masked_median(depth, outside) - masked_median(depth, inside)
+    normal = mean_angle_deviation(normals_from_depth(depth, intrinsics, grid), normals_from_depth(truth, intrinsics, grid),
+                                  inside)
+    return {"abs": abs_err, "separation": separation, "within": within, "normal_deg": normal,
+            "inside_pixels": n_in, "outside_pixels": outside.flatten(1).sum(1)}
 
 
 # ----------------------------------------------------------------------------- the depth network
@@ -241,6 +307,7 @@ def load_or_train_depth_net(ground_truth: GroundTruthFn, num_items: int, fingerp
 
 
 __all__ = [
-    "DepthNet", "DepthNetConfig", "depth_net_key", "erode_mask", "load_or_train_depth_net", "mean_angle_deviation",
+    "DepthNet", "DepthNetConfig", "ForegroundDepthConfig", "WITHIN_TOLERANCE", "depth_net_key", "erode_mask",
+    "foreground_depth_scores", "load_or_train_depth_net", "masked_median", "mean_angle_deviation",
     "normals_from_depth", "scale_invariant_depth_error", "train_depth_net",
 ]

@@ -3,7 +3,9 @@
 The names follow the seeds (StyleGAN2-ADA / EG3D / EpiGRAF ``metric_main.py``): ``fid50k_full`` compares
 50k generated images with every real image, ``kid50k_full`` uses up to 1M real images and 100 subsets of
 1000, ``is50k`` splits 50k generated images in 10, ``fid2k_full`` is EpiGRAF's quick FID on 2048 images.
-The weight-free and 3D metrics (``swd``, ``msssim``, ``reprojection``, ``side``) are ours; their defaults
+The weight-free and 3D metrics (``swd``, ``msssim``, ``reprojection``, ``side``, and the absolute
+foreground-depth ones: ``fg_depth_abs``, ``fg_depth_separation``, ``fg_depth_within_0.01``, ``fg_normal_deg``,
+each with the ground truth's own score as ``<name>_gt``) are ours; their defaults
 are ProGAN's (SWD on 16384 images) or chosen to be cheap, and ``num_gen`` overrides any of them; a protocol
 whose name states its count records an override under ``<name>@<count>`` (``fid2k_full@512``), so FID@2k,
 FID@50k and a quick FID are never confused in a stats file or a best-checkpoint choice.
@@ -25,6 +27,10 @@ MetricSpec = Metric
 INCEPTION_FEATURES = Needs(real=True, inception=True)
 """FID / KID: generated and real Inception features."""
 
+FOREGROUND_DEPTH = Needs(real=True, ground_truth=True, depth=True)
+"""The absolute foreground-depth metrics: the depth network trained on the dataset's ground truth, the
+generator's depth."""
+
 BUILTIN_METRICS: tuple[Metric, ...] = (
     Metric("fid50k_full", b.fid, 50000, INCEPTION_FEATURES, shared=b.INCEPTION_PASS, uses=frozenset({"features"}),
            kind="fid", counted_name=True),
@@ -44,6 +50,10 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
            kind="reprojection"),
     Metric("side", partial(b.side, min_pixels=16), 1000, Needs(real=True, ground_truth=True, depth=True),
            flatten=b.with_mad, kind="depth"),
+    *(Metric(name, partial(b.foreground_depth, score=score), 1000, FOREGROUND_DEPTH, higher_is_better=higher,
+             flatten=b.with_gt, shared=b.FOREGROUND_DEPTH_PASS, kind="foreground_depth")
+      for name, score, higher in (("fg_depth_abs", "abs", False), ("fg_depth_separation", "separation", True),
+                                  ("fg_depth_within_0.01", "within", True), ("fg_normal_deg", "normal_deg", False))),
 )
 """The built-in protocols, registered in this order."""
 
