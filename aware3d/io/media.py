@@ -28,6 +28,7 @@ __all__ = [
     "to_uint8",
     "make_grid",
     "save_image",
+    "apply_colormap",
     "colorize_depth",
     "normals_to_image",
     "write_video",
@@ -189,8 +190,9 @@ _VIRIDIS_STOPS = torch.tensor(
 ) / 255.0
 
 
-def _apply_colormap(t: Tensor) -> Tensor:
-    """Map ``t`` of any shape with values in ``[0, 1]`` to RGB, returned as ``(*t.shape, 3)``."""
+def apply_colormap(t: Tensor) -> Tensor:
+    """Map ``t`` of any shape with values in ``[0, 1]`` (clamped) to viridis RGB in ``[0, 1]``, returned as
+    ``(*t.shape, 3)``: 0 is dark purple, 1 bright yellow."""
     stops = _VIRIDIS_STOPS.to(t.device)
     pos = t.clamp(0.0, 1.0) * (stops.shape[0] - 1)
     lo = pos.floor().long().clamp_(max=stops.shape[0] - 2)
@@ -253,7 +255,7 @@ def colorize_depth(
     # Guard a flat depth map (near == far): everything then maps to the near colour.
     span = torch.where(span.abs() < 1e-12, torch.full_like(span, 1e-12), span)
     t = 1.0 - (torch.nan_to_num(d) - near_t) / span  # near -> 1 (bright), far -> 0
-    rgb = _apply_colormap(t).permute(0, 3, 1, 2)
+    rgb = apply_colormap(t).permute(0, 3, 1, 2)
     return rgb * valid.unsqueeze(1).to(rgb.dtype)
 
 

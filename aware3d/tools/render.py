@@ -11,7 +11,8 @@ import torch
 from tqdm import tqdm
 
 from ..cameras import get_camera_path
-from ..io.media import colorize_depth, make_grid, normals_to_image, save_image, write_json
+from ..io.depth_pictures import colorize_depth_robust, depth_colorbar, robust_depth_range
+from ..io.media import make_grid, normals_to_image, save_image, write_json
 from ..models.base import Condition
 from .common import (LatentViews, ModelOptions, load_model, map_seeds, out_dir, psi, require_condition,
                      settings_record, tool_band, tool_condition, with_light)
@@ -43,7 +44,7 @@ def view_list(G, opts: RenderOptions) -> list[tuple[float, float, float]]:
     """(yaw, pitch, fov_scale) in pi-GAN angles for every view the options ask for."""
     pose = G.config.pose
     if opts.path:
-        p = get_camera_path(opts.path, pose, opts.frames)
+        p = get_camera_path(opts.path, pose, opts.frames, fov_deg=G.config.fov_deg)
         return [(float(y), float(pt), float(s)) for y, pt, s in zip(p.yaw, p.pitch, p.fov_scale)]
     return [(pose.yaw_mean + y, pose.pitch_mean - p, 1.0) for p in opts.pitch for y in opts.yaw]
 
@@ -61,11 +62,16 @@ def light_codes(G, opts: RenderOptions) -> torch.Tensor | None:
 
 
 def save_view(stem: Path, res) -> list[str]:
-    """The image, depth (colour-mapped surface depth, black where empty) and normal map of one render."""
+    """The image, depth and normal map of one render. The depth map is the surface distance coloured over the 2nd..98th
+    percentiles of its foreground (opacity > 0.5; grey elsewhere), with that range's colour bar in world units
+    beside it as ``<stem>_depth_bar.png``."""
     files = [str(save_image(f"{stem}.png", res.image[0]))]
-    mask = res.opacity[:, 0] > 0.5
-    depth_map = colorize_depth(res.surface_depth[:, 0], mask=mask)[0]
+    depth_range = robust_depth_range(res.surface_depth, res.opacity)
+    depth_map = colorize_depth_robust(res.surface_depth, res.opacity, depth_range=depth_range)[0]
     files.append(str(save_image(f"{stem}_depth.png", depth_map, value_range=(0, 1))))
+    # At least 160 px wide, so that three labels fit beside each other whatever the render size.
+    bar = depth_colorbar(depth_range, max(160, depth_map.shape[-1]))
+    files.append(str(save_image(f"{stem}_depth_bar.png", bar, value_range=(0, 1))))
     if res.normals is not None:
         files.append(str(save_image(f"{stem}_normal.png", normals_to_image(res.normals)[0], value_range=(0, 1))))
     return files
