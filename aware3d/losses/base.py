@@ -20,6 +20,8 @@ Hooks with defaults in :class:`RecipeBase` (families override what they need):
 * :meth:`RecipeBase.lr_factor` multiplies a group's rate once more, by step (ShadeGAN: G's rate follows the
   annealed samples per ray, ``num_steps / num_steps_max``); 1 by default. The trainer sets every group's rate
   to ``stage lr x lr_scale x lr_factor`` before each step.
+* Every image the discriminator sees passes through ``chunk.augment`` (ADA, :mod:`aware3d.augment.run`; the
+  identity unless the run augments), and D's logits on real images go to ``chunk.augment.observe_real``.
 * The recipe's config implements :class:`aware3d.training.schedule.HasSchedules`: ``schedules()`` names its
   schedules (``aware3d presets --show`` prints them; a config with none inherits ``NoSchedules``).
 """
@@ -32,6 +34,7 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor
 
+from ..augment.run import DAugment
 from ..cameras import Cameras
 from ..models.base import Condition
 from ..rendering import RandomDraws, RenderConfig
@@ -89,6 +92,9 @@ class Chunk:
     draws: RandomDraws | None = None
     """Injected uniforms for the generated images' ray jitter / importance sampling, instead of draws from
     ``generator`` (parity tests replaying another implementation's stream; the trainer leaves it None)."""
+    augment: DAugment = field(default_factory=DAugment)
+    """Every image D sees goes through it (ADA; the identity unless the run augments), and D's logits on real
+    images are reported to it (:meth:`~aware3d.augment.run.DAugment.observe_real`)."""
 
     def with_condition(self, condition: Condition | None) -> "Chunk":
         """This chunk with the generated images' condition set."""

@@ -119,7 +119,7 @@ class PiGANLoss(RecipeBase):
     def loss(self, phase: Phase, chunk: Chunk, stage: StageState) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.config
         if phase.module == "G":
-            fake = self.D(self._generate(chunk, stage), stage.alpha)
+            fake = self.D(chunk.augment(self._generate(chunk, stage)), stage.alpha)
             adv = nonsaturating_g(top_k_logits(fake.logits, cfg.topk_fraction(stage.step)))
             ident, stats = self._identity_terms(fake, chunk)
             return adv + ident, {"G/adv": adv.detach(), **{f"G/{k}": v for k, v in stats.items()}}
@@ -129,11 +129,12 @@ class PiGANLoss(RecipeBase):
         loss = torch.zeros((), device=chunk.z.device)
         stats: dict[str, Tensor] = {}
         real_images = chunk.real_images.detach().requires_grad_(with_r1)
-        real = self.D(real_images, stage.alpha)
+        real = self.D(chunk.augment(real_images), stage.alpha)
+        chunk.augment.observe_real(real.logits)
         if with_main:
             with torch.no_grad():
                 fake_images = self._generate(chunk, stage)
-            fake = self.D(fake_images, stage.alpha)
+            fake = self.D(chunk.augment(fake_images), stage.alpha)
             adv = logistic_d(real.logits, fake.logits)
             ident, ident_stats = self._identity_terms(fake, chunk)
             loss = loss + adv + ident

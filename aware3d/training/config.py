@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..augment.run import DAugmentConfig
 from ..config import apply_overrides, from_dict, to_dict
 from .curriculum import Curriculum
 from .ema import HalfLifeEMA
@@ -77,6 +78,14 @@ class TrainOptions:
     keep only this many: the newest and the best by --best-metric (0: keep all)."""
     inception: str | None = None
     """Inception file for FID/KID/IS during training (else $AWARE3D_INCEPTION)."""
+    aug: str | None = None
+    """Augmentation of the discriminator's inputs: noaug, ada (p adapts toward --override augment.ada.target=0.6)
+    or fixed (p stays at --aug-p); default: the preset's. Transforms: --override augment.pipe.xflip=0 ..."""
+    aug_p: float | None = None
+    """Augmentation probability at the start (ada) or throughout (fixed); default: the preset's."""
+    aug_from: str | None = None
+    """Start the augmentation from an official network-snapshot-*.pkl's augment_pipe (its transforms and
+    current p; ADA unless --aug says otherwise), read safely."""
 
 
 @dataclass
@@ -97,6 +106,8 @@ class RunConfig:
     """Fixed per-step EMA decays (checkpoint names G_ema_<decay>); the first is the primary EMA when ``ema`` is None."""
     ema: HalfLifeEMA | None = None
     """The StyleGAN-family half-life EMA (checkpoint name G_ema), the primary one (sampled, evaluated, exported)."""
+    augment: DAugmentConfig = field(default_factory=DAugmentConfig)
+    """Augmentation of the discriminator's inputs (ADA); its current p lives in the checkpoint."""
 
     def to_json(self) -> dict:
         return {"format": RUN_FORMAT, "version": RUN_VERSION, **to_dict(self)}
@@ -122,6 +133,8 @@ class RunConfig:
             data=doc["data"], total_steps=int(doc["total_steps"]), seed=int(doc["seed"]), mirror=bool(doc["mirror"]),
             ema_decays=tuple(float(d) for d in doc["ema_decays"]),
             ema=None if doc.get("ema") is None else from_dict(HalfLifeEMA, doc["ema"], f"{where} ema"),
+            augment=from_dict(DAugmentConfig, doc["augment"], f"{where} augment") if "augment" in doc
+            else DAugmentConfig(),
         )
 
     @staticmethod
@@ -136,7 +149,7 @@ class RunConfig:
         return RunConfig.from_json(doc, str(f))
 
 
-_SECTIONS = ("model", "discriminator", "loss", "curriculum", "ema")
+_SECTIONS = ("model", "discriminator", "loss", "curriculum", "ema", "augment")
 
 
 def resolve_run_config(opts: TrainOptions, preset: TrainPreset | None = None) -> RunConfig:
@@ -150,7 +163,8 @@ def resolve_run_config(opts: TrainOptions, preset: TrainPreset | None = None) ->
                          f"expected {preset.family!r}")
     model_cfg = apply_overrides(model_cfg, list(preset.model_overrides))
     sections: dict[str, Any] = {"model": model_cfg, "discriminator": preset.discriminator, "loss": preset.loss,
-                                "curriculum": preset.curriculum, "ema": preset.ema}
+                                "curriculum": preset.curriculum, "ema": preset.ema,
+                                "augment": _augment_start(preset.augment, opts.aug_from)}
     grouped: dict[str, list[str]] = {k: [] for k in _SECTIONS}
     for item in opts.override:
         head, _, rest = item.partition(".")
@@ -172,8 +186,24 @@ def resolve_run_config(opts: TrainOptions, preset: TrainPreset | None = None) ->
         family=family.name, preset=opts.preset, model=sections["model"], discriminator=sections["discriminator"],
         loss=sections["loss"], curriculum=sections["curriculum"], data=data,
         total_steps=opts.steps if opts.steps is not None else preset.total_steps, seed=opts.seed, mirror=opts.mirror,
-        ema_decays=ema_decays, ema=sections["ema"],
+        ema_decays=ema_decays, ema=sections["ema"], augment=_augment_options(sections["augment"], opts),
     )
+
+
+def _augment_start(preset_augment: DAugmentConfig, snapshot: str | None) -> DAugmentConfig:
+    """The preset's augmentation, or with --aug-from the official snapshot's (ADA from its settings and p)."""
+    if snapshot is None:
+        return preset_augment
+    from ..augment.official import augment_pipe_from_file
+
+    pipe = augment_pipe_from_file(snapshot)
+    return DAugmentConfig(mode="ada", p=float(pipe.p), pipe=pipe.config, ada=preset_augment.ada)
+
+
+def _augment_options(preset_augment: DAugmentConfig, opts: TrainOptions) -> DAugmentConfig:
+    """The preset's augmentation (with its overrides) changed by --aug / --aug-p."""
+    changes = {k: v for k, v in (("mode", opts.aug), ("p", opts.aug_p)) if v is not None}
+    return replace(preset_augment, **changes) if changes else preset_augment
 
 
 def resolve_ema_decays(decays: tuple[float, ...] | None, half_life: HalfLifeEMA | None) -> tuple[float, ...]:

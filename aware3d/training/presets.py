@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..augment.run import DAugmentConfig
 from .curriculum import Curriculum
 from .ema import HalfLifeEMA
 
@@ -37,6 +38,8 @@ class TrainPreset:
     """``key=value`` changes applied to the model preset's config."""
     ema: HalfLifeEMA | None = None
     """The StyleGAN-family half-life EMA, the run's primary EMA (None: the fixed per-step ``--ema-decays``)."""
+    augment: DAugmentConfig = field(default_factory=DAugmentConfig)
+    """Augmentation of the discriminator's inputs (ADA; default none)."""
 
 
 def train_presets() -> dict[str, TrainPreset]:

@@ -26,6 +26,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
+from ..augment.run import DAugment
 from ..cameras import Cameras, angles_from_cam2world, from_eg3d_label
 from ..config import to_dict
 from ..io.atomic import recover_folder
@@ -117,6 +118,9 @@ class Trainer:
         self.G.preset = self._model_preset_name()
         self.G_emas = {d: make_ema(self.G) for d in cfg.ema_decays}
         self.G_ema_half_life = make_ema(self.G) if cfg.ema is not None else None
+        pipe, controller = cfg.augment.build()
+        self.augment_pipe = None if pipe is None else pipe.to(self.device)
+        self.ada = None if controller is None else controller.to(self.device)
         self.recipe = family.training.loss_cls(self.G, self.D, cfg.loss)
         stage0 = cfg.curriculum.stage(0)
         betas, wd = tuple(cfg.curriculum.betas), cfg.curriculum.weight_decay
@@ -180,6 +184,10 @@ class Trainer:
         mods.update({ema_name(d): m for d, m in self.G_emas.items()})
         if self.G_ema_half_life is not None:
             mods[HALF_LIFE_EMA_NAME] = self.G_ema_half_life
+        if self.augment_pipe is not None:  # its p (and ADA's sign counts): a resumed run continues with them
+            mods["augment_pipe"] = self.augment_pipe
+        if self.ada is not None:
+            mods["ada"] = self.ada
         return mods
 
     def dataset(self, resolution: int):
@@ -254,7 +262,16 @@ class Trainer:
                 derive_seed(self.cfg.seed, "render", step, phase_index, c))
             yield Chunk(real.image[mine], real.label[mine], z_all[rows].to(self.device), cams,
                         torch.stack([yaw[rows], pitch[rows]], -1).to(self.device), render_gen,
-                        real_extras={k: v[mine] for k, v in real.extras.items()})
+                        real_extras={k: v[mine] for k, v in real.extras.items()},
+                        augment=self._chunk_augment(step, phase_index, c))
+
+    def _chunk_augment(self, step: int, phase_index: int, chunk_index: int) -> DAugment:
+        """The run's D-input augmentation with this chunk's own random stream (the identity without a pipe)."""
+        if self.augment_pipe is None:
+            return DAugment()
+        g = torch.Generator(device=self.device).manual_seed(
+            derive_seed(self.cfg.seed, "augment", step, phase_index, chunk_index))
+        return DAugment(self.augment_pipe, g, self.ada)
 
     # ----------------------------------------------------------------------------------------- step
     def _set_learning_rates(self, stage_state: StageState) -> dict[str, float]:
@@ -355,7 +372,19 @@ class Trainer:
                     "lr/G": lrs["G"], "lr/D": lrs["D"], "density_noise": stage_state.render.noise_std})
         if ema_beta is not None:
             out["ema/beta"] = ema_beta
+        if self.augment_pipe is not None:
+            out.update(self._adapt_augmentation(stage.batch_size))
         return out
+
+    def _adapt_augmentation(self, batch_size: int) -> dict[str, float]:
+        """ADA's update after a step (every ``ada.interval`` steps, on every process alike) and what to log."""
+        record = {}
+        if self.ada is not None:
+            heuristic = self.ada.step(self.augment_pipe.p, self.state.step, batch_size)
+            if heuristic is not None:
+                record["aug/rt"] = heuristic
+        record["aug/p"] = float(self.augment_pipe.p)
+        return record
 
     # ----------------------------------------------------------------------------------------- outputs
     def _render_resolution(self) -> int:

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...augment.run import augment_pair
 from ...losses.base import Chunk, Phase, RecipeBase, StageState
 from ...losses.gan import gaussian_blur, logistic_d, nonsaturating_g
 from ...nn.stylegan2.discriminator import FilterMode, filtered_resizing
@@ -186,11 +187,12 @@ class EG3DLoss(RecipeBase):
                                 render=stage.render, noise_mode="random", generator=chunk.generator,
                                 condition=chunk.condition)
 
-    def _discriminate(self, image: Tensor, image_raw: Tensor, c: Tensor, stage: StageState,
-                      generator: torch.Generator | None) -> Tensor:
+    def _discriminate(self, image: Tensor, image_raw: Tensor, c: Tensor, stage: StageState, chunk: Chunk) -> Tensor:
         # As the official run_D: only the final image is blurred here (real raw images were blurred before).
         image = gaussian_blur(image, self.config.blur_sigma(stage.images_seen))
-        return self.D(image, image_raw, c, generator=generator)
+        if chunk.augment.pipe is not None:
+            image, image_raw = augment_pair(image, image_raw, chunk.augment)
+        return self.D(image, image_raw, c, generator=chunk.generator)
 
     def real_raw(self, real_images: Tensor, stage: StageState) -> Tensor:
         """The real images at the neural rendering resolution, as the raw branch of D sees them."""
@@ -228,7 +230,7 @@ class EG3DLoss(RecipeBase):
         cfg = self.config
         if phase.name == "G_main":
             fake = self._generate(chunk, stage)
-            logits = self._discriminate(fake.image, fake.image_raw, chunk.cameras.eg3d_label(), stage, chunk.generator)
+            logits = self._discriminate(fake.image, fake.image_raw, chunk.cameras.eg3d_label(), stage, chunk)
             adv = nonsaturating_g(logits)
             return adv, {"G/adv": adv.detach(), "G/fake": logits.detach().mean()}
         if phase.name == "G_reg":
@@ -240,12 +242,12 @@ class EG3DLoss(RecipeBase):
         with_r1 = phase.name == "D_reg"
         real_image = chunk.real_images.detach().requires_grad_(with_r1)
         real_raw = self.real_raw(chunk.real_images, stage).detach().requires_grad_(with_r1)
-        real_logits = self._discriminate(real_image, real_raw, real_c, stage, chunk.generator)
+        real_logits = self._discriminate(real_image, real_raw, real_c, stage, chunk)
+        chunk.augment.observe_real(real_logits)
         if phase.name == "D_main":
             with torch.no_grad():
                 fake = self._generate(chunk, stage, update_emas=True)
-            fake_logits = self._discriminate(fake.image, fake.image_raw, chunk.cameras.eg3d_label(), stage,
-                                             chunk.generator)
+            fake_logits = self._discriminate(fake.image, fake.image_raw, chunk.cameras.eg3d_label(), stage, chunk)
             adv = logistic_d(real_logits, fake_logits)
             return adv, {"D/adv": adv.detach(), "D/real": real_logits.detach().mean(),
                          "D/fake": fake_logits.detach().mean()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from ...augment.run import DAugmentConfig
 from ...training.curriculum import Curriculum, Stage
 from ...training.ema import HalfLifeEMA
 from ...training.presets import TrainPreset
@@ -20,14 +21,17 @@ def eg3d_train_presets() -> dict[str, TrainPreset]:
     The official presets have no default dataset: pass ``--data`` (a zip with EG3D labels). Their EMA is
     ``train.py``'s: a half-life of batch x 10 / 32 kimg (10 at batch 32) with the loop's 0.05 ramp-up (the
     official script drops the ramp-up only when fine-tuning from a pickle: ``--override ema.rampup=null``);
-    ``eg3d-tiny`` keeps the fixed per-step decays.
+    ``eg3d-tiny`` keeps the fixed per-step decays. AFHQ trains with ADA (the README's ``--aug=ada``: the 'bgc'
+    pipeline, target 0.6, the final and raw images augmented as one stack); FFHQ and ShapeNet without.
     """
 
-    def official(model: str, img: int, samples: int, loss: EG3DLossConfig) -> TrainPreset:
+    def official(model: str, img: int, samples: int, loss: EG3DLossConfig,
+                 augment: DAugmentConfig = DAugmentConfig()) -> TrainPreset:
         stage = Stage(0, img, 32, 1, samples, samples, g_lr=0.0025 * 4 / 5, d_lr=0.002 * 16 / 17)
         return TrainPreset("eg3d", model, DualDiscriminatorConfig(img_resolution=img), loss,
                            Curriculum((stage,), fade_steps=0, density_noise=0.0, betas=(0.0, 0.99)),
-                           data="", total_steps=25_000_000 // 32, ema=HalfLifeEMA(32 * 10 / 32, rampup=0.05))
+                           data="", total_steps=25_000_000 // 32, ema=HalfLifeEMA(32 * 10 / 32, rampup=0.05),
+                           augment=augment)
 
     # Synthetic heads are seen at radius 1 with a 12-degree field of view (focal 0.5 / tan 6 deg) and fill
     # about +-0.11 world units, as pi-GAN's CelebA set-up: the tri-planes cover a 0.24 cube.
@@ -41,7 +45,7 @@ def eg3d_train_presets() -> dict[str, TrainPreset]:
             neural_rendering_resolution_final=128)),
         "eg3d-afhq": official("eg3d-afhq", 512, 48, EG3DLossConfig(
             r1_gamma=5.0, gpc_reg_prob=0.8, neural_rendering_resolution_initial=64,
-            neural_rendering_resolution_final=128)),
+            neural_rendering_resolution_final=128), augment=DAugmentConfig(mode="ada")),  # README: --aug=ada
         "eg3d-shapenet": official("eg3d-shapenet", 128, 64, EG3DLossConfig(
             r1_gamma=0.3, gpc_reg_prob=None, neural_rendering_resolution_initial=64)),
         # CPU-sized: 16 px neural rendering super-resolved to 32 px, batch 8, a short blur.

@@ -200,7 +200,7 @@ class EpiGRAFLoss(RecipeBase):
 
     def _discriminate(self, patches: Tensor, chunk: PatchChunk, angles: Tensor | None, label: Tensor | None,
                       stage: StageState) -> Tensor:
-        patches = gaussian_blur(patches, self.config.blur_sigma(stage.images_seen))
+        patches = chunk.augment(gaussian_blur(patches, self.config.blur_sigma(stage.images_seen)))
         return self.D(patches, chunk.patch.scales, chunk.patch.offsets, angles if self.D.config.camera_cond else None,
                       self._class_one_hot(label, len(patches)), generator=chunk.generator)
 
@@ -260,6 +260,7 @@ class EpiGRAFLoss(RecipeBase):
         real = real.detach().requires_grad_(with_r1)
         real_logits = self._discriminate(real, chunk, self.real_camera_angles(chunk), self.real_class_labels(chunk),
                                          stage)
+        chunk.augment.observe_real(real_logits)
         if phase.name == "D_main":
             with torch.no_grad():
                 fake, angles = self._fake_patches(chunk, stage, update_emas=True)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from ...augment import AugmentConfig
+from ...augment.run import DAugmentConfig
 from ...rendering.patches import PatchSamplerConfig
 from ...training.curriculum import Curriculum, Stage
 from ...training.ema import HalfLifeEMA
@@ -31,8 +35,11 @@ def _official(model: str, img: int, c_dim: int, gamma: float, data: str, data_he
     curriculum = Curriculum((stage,), fade_steps=0, density_noise=1.0,
                             density_noise_steps=DENSITY_NOISE_KIMG * 1000 // OFFICIAL_BATCH, betas=(0.0, 0.99))
     ema = HalfLifeEMA(half_life_kimg=OFFICIAL_BATCH * 10 / 32, rampup=0.05)  # train.py's ema_kimg, the loop's ramp-up
+    # configs/training/base.yaml: ADA with every 'bgc' transform but x-flips (the dataset is mirrored instead),
+    # target 0.6, applied to the patches D sees.
+    augment = DAugmentConfig(mode="ada", pipe=replace(AugmentConfig(), xflip=0.0))
     return TrainPreset("epigraf", model, disc, loss, curriculum, data=data, data_help=data_help,
-                       total_steps=OFFICIAL_KIMG * 1000 // OFFICIAL_BATCH, ema=ema)
+                       total_steps=OFFICIAL_KIMG * 1000 // OFFICIAL_BATCH, ema=ema, augment=augment)
 
 
 def _megascans_help(num_classes: int, kind: str) -> str:

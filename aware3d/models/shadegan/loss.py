@@ -173,7 +173,7 @@ class ShadeGANLoss(PiGANLoss):
             return super().loss(phase, chunk, stage)
         cfg = self.config
         out = self._render(chunk, stage)
-        fake = self.D(out.image, stage.alpha)
+        fake = self.D(chunk.augment(out.image), stage.alpha)
         adv = nonsaturating_g(top_k_logits(fake.logits, cfg.topk_fraction(stage.step)))
         ident, stats = self._identity_terms(fake, chunk)
         loss = adv + ident
