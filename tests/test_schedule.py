@@ -215,3 +215,15 @@ def test_presets_show_model_unknown_and_list(capsys):
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
     assert "training presets" in out and "pigan-celeba-64" in out and "model presets" in out
+
+
+def test_presets_show_prints_the_ema_and_the_augmentation(capsys):
+    from aware3d.cli.main import main
+
+    assert main(["presets", "--show", "epigraf-ffhq-512"]) == 0
+    out = capsys.readouterr().out
+    assert "EMA of G: half-life 20 kimg, ramp-up 0.05" in out
+    assert "D-input augmentation: mode=ada" in out and "pipe.xflip=0" in out and "target=0.6" in out
+    assert main(["presets", "--show", "pigan-tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "EMA of G: fixed per-step decays" in out and "D-input augmentation: mode=noaug" in out

@@ -184,6 +184,13 @@ def train_preset_lines(name: str, p: TrainPreset) -> list[str]:
         lines += schedule_lines(named, cur, p.total_steps)
     lines += _wrapped(f"loss ({type(p.loss).__name__})", _settings(p.loss, nested=True))
     lines += _wrapped(f"discriminator ({type(p.discriminator).__name__})", _settings(p.discriminator, nested=True))
+    ema = (f"half-life {_fmt(p.ema.half_life_kimg)} kimg, ramp-up {p.ema.rampup}" if p.ema is not None
+           else "fixed per-step decays (--ema-decays)")
+    lines.append(f"EMA of G: {ema}")
+    aug = p.augment
+    lines += _wrapped("D-input augmentation", [f"mode={aug.mode}"] if aug.mode == "noaug" else
+                      [f"mode={aug.mode}", f"p={_fmt(aug.p)}", *_settings(aug.ada, nested=False),
+                       *[f"pipe.{k}" for k in _settings(aug.pipe, nested=False)]])
     lines += _wrapped(f"model ({family.name}, key settings)", _settings(model_cfg, nested=False))
     lines.append(f"every model setting: aware3d presets --show {p.model} --model")
     return lines
