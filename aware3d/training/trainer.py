@@ -72,6 +72,13 @@ class TrainResult:
     images_per_s: float
 
 
+def uses_autocast(amp_option: bool, device: torch.device, recipe_autocast: bool) -> bool:
+    """Whether a step runs under float16 autocast with gradient scaling: ``--amp`` on a CUDA device for a recipe
+    that asks for it (pi-GAN's). Families with their own float16 layers (EG3D's and EpiGRAF's ``num_fp16_res``
+    blocks, with conv clamps, float16 on CUDA only) opt out and stay float32 elsewhere; on CPU nothing changes."""
+    return bool(amp_option and device.type == "cuda" and recipe_autocast)
+
+
 def build_optimizer(recipe: LossRecipe, name: str, net: nn.Module, lr: float, betas: tuple[float, float],
                     weight_decay: float) -> torch.optim.Adam:
     """Adam over ``recipe``'s parameter groups of ``net`` (the module called ``name``, "G" or "D"); each group
@@ -128,8 +135,7 @@ class Trainer:
             "G": self._optimizer("G", self.G, stage0.g_lr, betas, wd),
             "D": self._optimizer("D", self.D, stage0.d_lr, betas, wd),
         }
-        # Families with their own float16 layers (EG3D's num_fp16_res, with conv clamps) opt out of autocast.
-        amp = options.amp and self.device.type == "cuda" and self.recipe.autocast
+        amp = uses_autocast(options.amp, self.device, self.recipe.autocast)
         self.amp = amp
         self.scalers = {k: torch.amp.GradScaler("cuda", enabled=amp) for k in ("G", "D")}
         self.state = TrainingState()
@@ -614,4 +620,4 @@ def train(options: TrainOptions, dataset=None) -> TrainResult:
         dist_utils.shutdown_distributed()
 
 
-__all__ = ["Trainer", "TrainResult", "TrainingDiverged", "build_optimizer", "derive_seed", "train"]
+__all__ = ["Trainer", "TrainResult", "TrainingDiverged", "build_optimizer", "derive_seed", "train", "uses_autocast"]
