@@ -17,7 +17,7 @@ import torch
 
 from .cameras import Cameras
 from .io.checkpoint import CheckpointError, is_checkpoint_dir, load_generator
-from .models.base import Generator3D, GeneratorOutput
+from .models.base import Condition, Generator3D, GeneratorOutput
 from .models.registry import all_presets, build_generator, find_importer
 
 
@@ -72,8 +72,8 @@ def latents(G: Generator3D, seeds: list[int] | None = None, z: torch.Tensor | No
 def render(G: Generator3D, seeds: list[int] | None = None, *, z: torch.Tensor | None = None,
            yaw: float = 0.0, pitch: float = 0.0, cameras: Cameras | None = None, resolution: int | None = None,
            truncation_psi: float | None = None, num_samples: int | None = None, lock_view_dependence: bool = False,
-           normals: bool = False) -> GeneratorOutput:
-    """Render seeds (or z) from one view.
+           normals: bool = False, condition: Condition | None = None) -> GeneratorOutput:
+    """Render seeds (or z) from one view, under ``condition`` (e.g. a class per latent) if given.
 
     ``yaw`` and ``pitch`` are radians relative to the model's mean (frontal) pose, positive yaw turning the
     camera toward -x and positive pitch looking from above; or pass ``cameras`` (one per latent) directly.
@@ -81,9 +81,9 @@ def render(G: Generator3D, seeds: list[int] | None = None, *, z: torch.Tensor | 
     """
     zs = latents(G, seeds, z)
     psi = G.config.eval_truncation_psi if truncation_psi is None else truncation_psi
-    w = G.mapping(zs, psi)
+    w = G.mapping(zs, psi, condition=condition)
     if cameras is None:
         pose = G.config.pose
         cameras = G.cameras([pose.yaw_mean + yaw] * len(zs), [pose.pitch_mean - pitch] * len(zs))
     return G.synthesis(w, cameras.to(G.device), resolution=resolution, render=G.eval_render_config(num_samples),
-                       lock_view_dependence=lock_view_dependence, normals=normals, fast=True)
+                       lock_view_dependence=lock_view_dependence, normals=normals, fast=True, condition=condition)

@@ -101,6 +101,17 @@ class Chunk:
         return replace(self, condition=condition)
 
 
+def resample_real_extra(chunk: Chunk, name: str) -> Tensor:
+    """One value of the real images' dataset extra ``name`` per generated image ((b, ...) rows of
+    ``chunk.real_extras[name]`` drawn uniformly with replacement from ``chunk.generator``, on the latents'
+    device). The real rows are a uniform sample of the dataset, so the draws follow the dataset's distribution
+    of that extra, as the StyleGAN-family loops label fakes with the labels of random dataset items."""
+    values = chunk.real_extras[name]
+    gen = chunk.generator
+    rows = torch.randint(0, values.shape[0], (chunk.z.shape[0],), generator=gen, device=gen.device)
+    return values[rows.to(values.device)].to(chunk.z.device)
+
+
 @dataclass(frozen=True)
 class ParamGroup:
     """Parameters of one module updated with a scaled learning rate."""

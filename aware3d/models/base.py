@@ -174,6 +174,12 @@ class Generator3D(nn.Module, abc.ABC):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @property
+    def num_classes(self) -> int:
+        """Classes a class-conditional model takes (``Condition.class_label`` in 0..K-1); 0: not class-conditional
+        (a family whose capabilities include ``class_label`` overrides it from its config)."""
+        return 0
+
     def sample_z(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Standard normal latents (n, z_dim) on the model's device."""
         return torch.randn(n, self.z_dim, generator=generator).to(self.device)

@@ -33,7 +33,7 @@ from ..io.atomic import recover_folder
 from ..io.checkpoint import save_generator
 from ..io.media import save_image, write_json
 from ..losses.base import Chunk, LossRecipe, Phase, StageState
-from ..models.base import Generator3D
+from ..models.base import Condition, Generator3D
 from . import distributed as dist_utils
 from .config import RunConfig, TrainOptions, resolve_run_config, with_total_steps
 from .ema import HALF_LIFE_EMA_NAME, copy_buffers, half_life_beta, make_ema, update_ema, update_half_life_ema
@@ -413,12 +413,15 @@ class Trainer:
         yaws = [pose.yaw_mean - 0.4, pose.yaw_mean, pose.yaw_mean + 0.4]
         z = G.z_from_seeds(list(range(n))).repeat_interleave(len(yaws), 0)
         cams = G.cameras([y for _ in range(n) for y in yaws], [pose.pitch_mean] * (n * len(yaws)))
+        # A class-conditional model: latent i shows class i mod K (every class in turn down the grid).
+        condition = (Condition(class_label=(torch.arange(n) % G.num_classes).repeat_interleave(len(yaws), 0)
+                               .to(G.device)) if G.num_classes else None)
         # Any sampling jitter of the render draws from a fixed seed on a forked RNG: the grids are reproducible
         # and how many were written never changes the run's RNG state (exact resume).
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(0)
-            out = render(G, z=z, cameras=cams, resolution=resolution, truncation_psi=1.0)
+            out = render(G, z=z, cameras=cams, resolution=resolution, truncation_psi=1.0, condition=condition)
         return save_image(path, out.image.clamp(-1, 1), nrow=len(yaws) * 2)
 
     @property
@@ -441,6 +444,18 @@ class Trainer:
         source = {"trained_by": "aware3d train", "run": str(self.run_dir), "step": self.state.step,
                   **self.primary_ema_source(), "data": self.cfg.data}
         return save_generator(G, self.run_dir / "generator", source=source)
+
+    def _metric_classes(self, G: Generator3D) -> Condition | None:
+        """For a class-conditional model, one class per generated image of the largest metric, uniform over the
+        classes from a fixed seed (the same images at every evaluation); None otherwise."""
+        if not G.num_classes:
+            return None
+        from ..metrics import parse_metric_list
+
+        count = max(m.with_num_gen(self.opts.metrics_num_gen or None).num_gen
+                    for m in parse_metric_list(list(self.opts.metrics)))
+        g = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "metric classes"))
+        return Condition(class_label=torch.randint(G.num_classes, (count,), generator=g).to(G.device))
 
     def _check_metric_options(self) -> None:
         """Metric names exist, and ``--best-metric`` is one the evaluations will record (under its count)."""
@@ -468,7 +483,7 @@ class Trainer:
         data_res = self.cfg.curriculum.stage(max(self.state.step - 1, 0)).resolution
         out = evaluate(G, list(self.opts.metrics), self.dataset(data_res), num_gen=self.opts.metrics_num_gen or None,
                        seed=self.cfg.seed, progress=False, inception=self.opts.inception,
-                       resolution=self._render_resolution())
+                       resolution=self._render_resolution(), condition=self._metric_classes(G))
         values = {f"metrics/{k}": float(v) for k, v in out["results"].items()}
         name = self.opts.best_metric or next(iter(out["metrics"]), None)
         source = {"trained_by": "aware3d train", "run": str(self.run_dir), "step": self.state.step,

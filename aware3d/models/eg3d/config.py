@@ -49,6 +49,8 @@ class EG3DConfig:
     """Size of each intermediate latent w (also the super-resolution's style size)."""
     c_dim: int = 25
     """Size of the camera conditioning label (EG3D's 25 floats; 0 disables conditioning)."""
+    num_classes: int = 0
+    """Classes of a class-conditional model: the mapping sees [camera label, one-hot class]; 0 = unconditional."""
     mapping_layers: int = 2
     """Fully connected layers of the mapping network."""
     mapping_lr_mul: float = 0.01
@@ -131,6 +133,8 @@ class EG3DConfig:
             raise ValueError(f"img_resolution must be a power of two >= 8, got {self.img_resolution}")
         if self.render.num_samples < 2:
             raise ValueError("EG3D's midpoint compositing needs render.num_samples >= 2")
+        if self.num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0 (0 = unconditional), got {self.num_classes}")
 
     @property
     def resolution(self) -> int:

@@ -3,7 +3,8 @@ and the raw neural rendering (resized to the same size) stacked as 6 channels.
 
 Blocks go from ``img_resolution`` down to 8 (each: [fromRGB] + 3x3 conv + 3x3 conv with 2x downsampling,
 plus a 1x1 downsampling skip, summed with gain sqrt(0.5)), then the 4x4 epilogue: minibatch standard
-deviation, conv, FC, and a projection onto the mapped camera label (``(x * cmap).sum / sqrt(cmap_dim)``).
+deviation, conv, FC, and a projection onto the mapped camera label (``(x * cmap).sum / sqrt(cmap_dim)``); a
+class-conditional discriminator (``num_classes`` K > 0) maps [camera label, one-hot class] instead.
 Channels follow min(channel_base // r, channel_max). The ``num_fp16_res`` highest-resolution blocks run in
 float16 on CUDA (conv clamp applies everywhere).
 """
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 from ...nn.stylegan2.discriminator import DiscriminatorBlock, DiscriminatorEpilogue, FilterMode, filtered_resizing
 from ...nn.stylegan2.layers import setup_filter
 from ...nn.stylegan2.networks import MappingNetwork, channels_at
+from .generator import class_one_hot
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class DualDiscriminatorConfig:
 
     c_dim: int = 25
     """Size of the camera label the discriminator is conditioned on (0: unconditional)."""
+    num_classes: int = 0
+    """Classes of a class-conditional model: the label mapping sees [camera label, one-hot class]; 0 = none."""
     img_resolution: int = 512
     """Size of the final images it judges (the raw image is resized to this)."""
     img_channels: int = 3
@@ -70,19 +74,21 @@ class DualDiscriminator(nn.Module):
         self.block_resolutions = [2 ** i for i in range(log2, 2, -1)]
         ch = {r: channels_at(r, cfg.channel_base, cfg.channel_max) for r in self.block_resolutions + [4]}
         fp16_resolution = max(2 ** (log2 + 1 - cfg.num_fp16_res), 8)
-        cmap_dim = (ch[4] if cfg.cmap_dim is None else cfg.cmap_dim) if cfg.c_dim > 0 else 0
+        label_dim = cfg.c_dim + cfg.num_classes
+        cmap_dim = (ch[4] if cfg.cmap_dim is None else cfg.cmap_dim) if label_dim > 0 else 0
         for res in self.block_resolutions:
             in_ch = ch[res] if res < cfg.img_resolution else 0
             setattr(self, f"b{res}", DiscriminatorBlock(in_ch, ch[res], ch[res // 2], res, img_channels,
                                                          use_fp16=res >= fp16_resolution, conv_clamp=cfg.conv_clamp))
-        if cfg.c_dim > 0:
-            self.mapping = MappingNetwork(0, cfg.c_dim, cmap_dim, None, cfg.mapping_layers, cfg.mapping_lr_mul, None)
+        if label_dim > 0:
+            self.mapping = MappingNetwork(0, label_dim, cmap_dim, None, cfg.mapping_layers, cfg.mapping_lr_mul, None)
         self.b4 = DiscriminatorEpilogue(ch[4], cmap_dim, 4, cfg.mbstd_group_size, cfg.mbstd_num_channels, cfg.conv_clamp)
         self.register_buffer("resample_filter", setup_filter(), persistent=False)
 
     def forward(self, image: Tensor | dict, image_raw: Tensor | None = None, c: Tensor | None = None, *,
-                generator: torch.Generator | None = None) -> Tensor:
-        """Logits (B, 1). Also accepts EG3D's call ``D({'image': ..., 'image_raw': ...}, c)``."""
+                class_label: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """Logits (B, 1). Also accepts EG3D's call ``D({'image': ..., 'image_raw': ...}, c)``. ``c``: the (B, 25)
+        camera labels; ``class_label``: the (B,) (or (1,)) classes of a class-conditional discriminator."""
         if isinstance(image, dict):
             if c is not None:
                 raise TypeError("with a dict of images, pass the label as the second argument")
@@ -95,11 +101,30 @@ class DualDiscriminator(nn.Module):
         for res in self.block_resolutions:
             x, img = getattr(self, f"b{res}")(x, img)
         cmap = None
-        if self.config.c_dim > 0:
-            if c is None:
-                raise ValueError(f"this discriminator is conditioned on (B, {self.config.c_dim}) camera labels; pass c")
-            if self.config.disc_c_noise > 0:
-                noise = torch.randn(c.shape, generator=generator, device=c.device, dtype=c.dtype)
-                c = c + noise * c.std(0) * self.config.disc_c_noise
-            cmap = self.mapping(None, c)
+        if self.config.c_dim + self.config.num_classes > 0:
+            cmap = self.mapping(None, self.conditioning_label(c, class_label, image.shape[0], generator))
+        elif class_label is not None:
+            raise ValueError("this discriminator is not class-conditional (num_classes 0); pass no class_label")
         return self.b4(x, cmap)
+
+    def conditioning_label(self, c: Tensor | None, class_label: Tensor | None, batch: int,
+                           generator: torch.Generator | None) -> Tensor:
+        """(B, c_dim + num_classes) the label mapping's input: the camera label (plus the training noise
+        ``disc_c_noise``, on the camera part only), then the one-hot class of a class-conditional model."""
+        cfg = self.config
+        parts = []
+        if cfg.c_dim > 0:
+            if c is None:
+                raise ValueError(f"this discriminator is conditioned on (B, {cfg.c_dim}) camera labels; pass c")
+            if cfg.disc_c_noise > 0:
+                noise = torch.randn(c.shape, generator=generator, device=c.device, dtype=c.dtype)
+                c = c + noise * c.std(0) * cfg.disc_c_noise
+            parts.append(c)
+        if cfg.num_classes > 0:
+            if class_label is None:
+                raise ValueError(f"this discriminator is class-conditional ({cfg.num_classes} classes); pass "
+                                 "class_label, the (B,) classes of the images")
+            parts.append(class_one_hot(class_label.to(self.resample_filter.device), cfg.num_classes, batch))
+        elif class_label is not None:
+            raise ValueError("this discriminator is not class-conditional (num_classes 0); pass no class_label")
+        return parts[0] if len(parts) == 1 else torch.cat(parts, 1)

@@ -9,6 +9,10 @@ Two APIs side by side:
   ``G.synthesis(ws, c, neural_rendering_resolution=...)`` whose result also answers ``out["image"]``,
   ``out["image_raw"]`` and ``out["image_depth"]``.
 
+A class-conditional model (``config.num_classes`` K > 0) maps z with the label [camera label (25), one-hot
+class (K)] through the mapping's embedding layer, as StyleGAN2-ADA's conditional models; it needs
+``condition=Condition(class_label=...)`` ((B,) or (1,) integers in [0, K)) and an unconditional one refuses it.
+
 Tri-planes can be cached while only the camera changes: ``planes = G.planes(ws)`` then
 ``G.render_planes(planes, ws, cameras)`` for each view. Nothing is stored on the module as a side effect
 (the official ``synthesis`` stores the neural rendering resolution; here it is only ever an argument).
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ...cameras import Cameras, camera_origin_from_angles, look_at
@@ -68,6 +73,30 @@ def eg3d_intrinsics(focal: float, batch: int = 1, device=None) -> Tensor:
     """(B, 3, 3) ``[[f, 0, 0.5], [0, f, 0.5], [0, 0, 1]]``."""
     K = torch.tensor([[focal, 0, 0.5], [0, focal, 0.5], [0, 0, 1]], dtype=torch.float32, device=device)
     return K.expand(batch, 3, 3).clone()
+
+
+def check_class_label(label: Tensor, num_classes: int) -> None:
+    """Raise a clear error unless ``label`` holds integer classes in [0, num_classes) of a class-conditional model."""
+    if num_classes == 0:
+        raise ValueError("this EG3D model is not class-conditional (num_classes 0): drop the class label (--class), "
+                         "or train a class-conditional one (--override model.num_classes=K discriminator.num_classes=K)")
+    if label.is_floating_point() or label.is_complex():
+        raise ValueError(f"class labels must be integer indices, got a {label.dtype} tensor")
+    bad = label[(label < 0) | (label >= num_classes)]
+    if bad.numel():
+        raise ValueError(f"class label {int(bad.reshape(-1)[0])} is out of range: this EG3D model has {num_classes} "
+                         f"classes (labels 0..{num_classes - 1})")
+
+
+def class_one_hot(label: Tensor, num_classes: int, batch: int) -> Tensor:
+    """(B, num_classes) float32 one-hot rows of the classes ``label`` ((B,) or (1,) integers in [0, num_classes))."""
+    check_class_label(label, num_classes)
+    label = label.reshape(-1).to(torch.int64)
+    if label.numel() == 1 and batch > 1:
+        label = label.expand(batch)
+    if label.numel() != batch:
+        raise ValueError(f"{label.numel()} class labels for {batch} latents; pass one or {batch}")
+    return F.one_hot(label, num_classes).to(torch.float32)
 
 
 def _normalize(v: Tensor) -> Tensor:
@@ -124,8 +153,9 @@ class EG3DGenerator(Generator3D):
     """z + camera label -> ws (B, num_ws, w_dim) -> tri-planes -> neural rendering -> super-resolved image."""
 
     family = "eg3d"
-    # The mapping network's running mean is updated in training (update_emas=True).
-    capabilities = Capabilities(plane_cache=True, tracks_w_avg=True, raw_image=True)
+    # The mapping network's running mean is updated in training (update_emas=True). Class labels condition the
+    # class-conditional models (num_classes > 0); an unconditional one refuses them naming num_classes.
+    capabilities = Capabilities(plane_cache=True, tracks_w_avg=True, raw_image=True, conditions=("class_label",))
 
     def __init__(self, config: EG3DConfig = EG3DConfig()):
         super().__init__()
@@ -133,7 +163,7 @@ class EG3DGenerator(Generator3D):
         self.z_dim = config.z_dim
         C = config.plane_channels
         self.backbone = StyleGAN2Backbone(
-            config.z_dim, config.c_dim, config.w_dim, config.plane_resolution, 3 * C, config.mapping_layers,
+            config.z_dim, config.c_dim + config.num_classes, config.w_dim, config.plane_resolution, 3 * C, config.mapping_layers,
             config.mapping_lr_mul, config.w_avg_beta, config.channel_base, config.channel_max, config.num_fp16_res,
             config.conv_clamp, config.fused_modconv)
         self.decoder = TriPlaneDecoder(C, config.decoder_hidden, config.decoder_output_dim, config.decoder_lr_mul)
@@ -146,6 +176,10 @@ class EG3DGenerator(Generator3D):
     def image_resolution(self, render_resolution: int) -> int:
         """The super-resolution always outputs ``config.img_resolution``."""
         return self.config.img_resolution
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
 
     @property
     def num_ws(self) -> int:
@@ -203,6 +237,25 @@ class EG3DGenerator(Generator3D):
             c = torch.zeros_like(c)
         return c * self.config.c_scale
 
+    def check_condition(self, condition: Condition | None) -> None:
+        """Refuse undeclared kinds, a class label for an unconditional model and labels outside [0, num_classes)."""
+        super().check_condition(condition)
+        if condition is not None and condition.class_label is not None:
+            check_class_label(condition.class_label, self.config.num_classes)
+
+    def mapping_label(self, cameras: Cameras | Tensor | None, condition: Condition | None, batch: int) -> Tensor:
+        """(B, c_dim + num_classes) the mapping network's label: the camera label (zeroed / scaled as the config
+        says), then, for a class-conditional model, the one-hot class of ``condition`` (StyleGAN2-ADA's layout)."""
+        camera = self.conditioning_label(cameras, batch)
+        classes = self.config.num_classes
+        if classes == 0:
+            return camera
+        label = None if condition is None else condition.class_label
+        if label is None:
+            raise ValueError(f"this EG3D model is class-conditional ({classes} classes): pass a class label "
+                             f"(--class N, or condition=Condition(class_label=...)) in [0, {classes})")
+        return torch.cat([camera, class_one_hot(label.to(camera.device), classes, batch)], 1)
+
     # -- mapping ----------------------------------------------------------------------------------------
     def mapping(self, z: Tensor, *args, truncation_psi: float | None = None, cameras: Cameras | Tensor | None = None,
                 c: Tensor | None = None, truncation_cutoff: int | None = None, update_emas: bool = False,
@@ -213,7 +266,7 @@ class EG3DGenerator(Generator3D):
         positional number is psi, a positional :class:`Cameras` or (B, 25) tensor is the conditioning camera.
         Without a camera the frontal one is used (as ``gen_samples.py``). ``truncation_cutoff`` truncates only
         the first ws (default ``config.truncation_cutoff``, None = all). ``condition``: see
-        :class:`~aware3d.models.base.Condition` (EG3D takes none besides the camera).
+        :class:`~aware3d.models.base.Condition` (the class label of a class-conditional model).
         """
         self.check_condition(condition)
         if len(args) > 2:
@@ -235,7 +288,7 @@ class EG3DGenerator(Generator3D):
             cameras = c
         psi = 1.0 if truncation_psi is None else truncation_psi
         cutoff = self.config.truncation_cutoff if truncation_cutoff is None else truncation_cutoff
-        label = self.conditioning_label(cameras, z.shape[0])
+        label = self.mapping_label(cameras, condition, z.shape[0])
         return self.backbone.mapping(z, label, truncation_psi=psi, truncation_cutoff=cutoff, update_emas=update_emas)
 
     @torch.no_grad()
@@ -247,7 +300,10 @@ class EG3DGenerator(Generator3D):
         total = torch.zeros(self.config.w_dim, dtype=torch.float64)
         for s in range(0, n, batch):
             z = torch.randn(min(batch, n - s), self.z_dim, generator=g).to(self.device)
-            ws = self.backbone.mapping(z, self.conditioning_label(None, z.shape[0]))
+            condition = None
+            if self.config.num_classes > 0:  # uniformly random classes (the dataset's frequencies are unknown here)
+                condition = Condition(class_label=torch.randint(0, self.config.num_classes, (z.shape[0],), generator=g))
+            ws = self.backbone.mapping(z, self.mapping_label(None, condition, z.shape[0]))
             total += ws[:, 0].double().sum(0).cpu()
         self.w_avg.copy_((total / n).to(self.w_avg))
         return self.w_avg
@@ -293,7 +349,7 @@ class EG3DGenerator(Generator3D):
             generator, draws: randomness of the renderer (jitter and importance uniforms, (B, R*R, S) each).
             normals: also return normals (negative density gradient at the depth point).
             superresolution: False skips the super-resolution (``image`` is then ``image_raw``).
-            condition: see :class:`~aware3d.models.base.Condition` (EG3D takes none besides the camera).
+            condition: see :class:`~aware3d.models.base.Condition` (checked only: the class acts through ws).
         """
         self.check_condition(condition)
         cam2world, K = camera_matrices(cameras)

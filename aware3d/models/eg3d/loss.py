@@ -20,6 +20,12 @@ Around them, the official schedules, all functions of the number of real images 
 
 Generated images are rendered from the cameras of random dataset items (``camera_source = "dataset"``),
 as the official loop does; the discriminator is conditioned on the rendering camera.
+
+Class-conditional models (``num_classes`` K > 0 on G and D): :meth:`EG3DLoss.prepare` gives each fake the class
+of a real image of its chunk drawn with replacement (the real batch is a uniform sample of the dataset, so the
+fakes follow the dataset's class frequencies, as the official loops' labels of random dataset items); G's mapping
+and D's label mapping see [camera label, one-hot class], GPC swapping and zeroing acting on the camera only.
+Reals go to D with their dataset cameras and classes.
 """
 
 from __future__ import annotations
@@ -32,10 +38,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...augment.run import augment_pair
-from ...losses.base import Chunk, Phase, RecipeBase, StageState
+from ...losses.base import Chunk, Phase, RecipeBase, StageState, resample_real_extra
 from ...losses.gan import gaussian_blur, logistic_d, nonsaturating_g
 from ...nn.stylegan2.discriminator import FilterMode, filtered_resizing
 from ...training.schedule import NamedSchedule, Schedule
+from ..base import Condition
 from .generator import EG3DGenerator, EG3DOutput
 
 
@@ -156,6 +163,11 @@ class EG3DLoss(RecipeBase):
     the dataset has no labels)."""
 
     def __init__(self, G: EG3DGenerator, D: torch.nn.Module, config: EG3DLossConfig = EG3DLossConfig()):
+        d_classes = getattr(D.config, "num_classes", 0)
+        if d_classes != G.config.num_classes:
+            raise ValueError(f"the discriminator has num_classes {d_classes} but the generator "
+                             f"{G.config.num_classes}; set both to the dataset's number of classes "
+                             "(--override model.num_classes=K discriminator.num_classes=K)")
         self.G, self.D, self.config = G, D, config
 
     def phases(self) -> list[Phase]:
@@ -175,6 +187,15 @@ class EG3DLoss(RecipeBase):
         """The neural rendering resolution of generated images at this stage."""
         return self.config.neural_rendering_resolution(stage.images_seen)
 
+    def prepare(self, chunk: Chunk, stage: StageState) -> Chunk:
+        """The chunk unchanged for an unconditional model; for a class-conditional one, with its fakes' classes:
+        the classes of real images of the chunk drawn with replacement from ``chunk.generator`` (the dataset's
+        class distribution)."""
+        if self.G.config.num_classes == 0:
+            return chunk
+        self.real_class_labels(chunk)  # a dataset without fitting classes fails here, before anything is rendered
+        return chunk.with_condition(Condition(class_label=resample_real_extra(chunk, "class_label")))
+
     # -- pieces ----------------------------------------------------------------------------------
     def _mapping(self, chunk: Chunk, stage: StageState, update_emas: bool, per_sample: bool = True) -> Tensor:
         c_gen = swap_conditioning(chunk.cameras.eg3d_label(), self.config.swapping_prob(stage.images_seen),
@@ -187,12 +208,40 @@ class EG3DLoss(RecipeBase):
                                 render=stage.render, noise_mode="random", generator=chunk.generator,
                                 condition=chunk.condition)
 
-    def _discriminate(self, image: Tensor, image_raw: Tensor, c: Tensor, stage: StageState, chunk: Chunk) -> Tensor:
+    def _discriminate(self, image: Tensor, image_raw: Tensor, c: Tensor, class_label: Tensor | None,
+                      stage: StageState, chunk: Chunk) -> Tensor:
         # As the official run_D: only the final image is blurred here (real raw images were blurred before).
         image = gaussian_blur(image, self.config.blur_sigma(stage.images_seen))
         if chunk.augment.pipe is not None:
             image, image_raw = augment_pair(image, image_raw, chunk.augment)
-        return self.D(image, image_raw, c, generator=chunk.generator)
+        if class_label is None:  # the unconditional call, exactly as before class conditioning existed
+            return self.D(image, image_raw, c, generator=chunk.generator)
+        return self.D(image, image_raw, c, class_label=class_label, generator=chunk.generator)
+
+    def real_class_labels(self, chunk: Chunk) -> Tensor | None:
+        """(b,) the real images' classes for a class-conditional model (None for an unconditional one)."""
+        classes = self.G.config.num_classes
+        if classes == 0:
+            return None
+        if "class_label" not in chunk.real_extras:
+            raise ValueError(f"this EG3D model is class-conditional ({classes} classes) but the dataset has no class "
+                             "labels: train it on a zip whose dataset.json has integer class 'labels' beside "
+                             "EpiGRAF 'camera_angles', e.g. built from images in CLASS/OBJECT/ folders by `aware3d "
+                             "dataset --source IMAGES --labels-from-folders --out data.zip`, or make it "
+                             "unconditional with --override model.num_classes=0 discriminator.num_classes=0")
+        labels = chunk.real_extras["class_label"]
+        if labels.numel() and int(labels.max()) >= classes:
+            raise ValueError(f"the dataset has class label {int(labels.max())} but this EG3D model has {classes} "
+                             f"classes (labels 0..{classes - 1}); set --override model.num_classes=K "
+                             "discriminator.num_classes=K with K the dataset's number of classes")
+        return labels
+
+    def _fake_class_labels(self, chunk: Chunk) -> Tensor | None:
+        if self.G.config.num_classes == 0:
+            return None
+        if chunk.condition is None or chunk.condition.class_label is None:
+            raise ValueError("a class-conditional EG3D loss needs the chunk from its prepare() (the fakes' classes)")
+        return chunk.condition.class_label
 
     def real_raw(self, real_images: Tensor, stage: StageState) -> Tensor:
         """The real images at the neural rendering resolution, as the raw branch of D sees them."""
@@ -228,9 +277,11 @@ class EG3DLoss(RecipeBase):
     # -- the recipe --------------------------------------------------------------------------------
     def loss(self, phase: Phase, chunk: Chunk, stage: StageState) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.config
+        fake_class = self._fake_class_labels(chunk)
         if phase.name == "G_main":
             fake = self._generate(chunk, stage)
-            logits = self._discriminate(fake.image, fake.image_raw, chunk.cameras.eg3d_label(), stage, chunk)
+            logits = self._discriminate(fake.image, fake.image_raw, chunk.cameras.eg3d_label(), fake_class, stage,
+                                        chunk)
             adv = nonsaturating_g(logits)
             return adv, {"G/adv": adv.detach(), "G/fake": logits.detach().mean()}
         if phase.name == "G_reg":
@@ -242,12 +293,13 @@ class EG3DLoss(RecipeBase):
         with_r1 = phase.name == "D_reg"
         real_image = chunk.real_images.detach().requires_grad_(with_r1)
         real_raw = self.real_raw(chunk.real_images, stage).detach().requires_grad_(with_r1)
-        real_logits = self._discriminate(real_image, real_raw, real_c, stage, chunk)
+        real_logits = self._discriminate(real_image, real_raw, real_c, self.real_class_labels(chunk), stage, chunk)
         chunk.augment.observe_real(real_logits)
         if phase.name == "D_main":
             with torch.no_grad():
                 fake = self._generate(chunk, stage, update_emas=True)
-            fake_logits = self._discriminate(fake.image, fake.image_raw, chunk.cameras.eg3d_label(), stage, chunk)
+            fake_logits = self._discriminate(fake.image, fake.image_raw, chunk.cameras.eg3d_label(), fake_class,
+                                             stage, chunk)
             adv = logistic_d(real_logits, fake_logits)
             return adv, {"D/adv": adv.detach(), "D/real": real_logits.detach().mean(),
                          "D/fake": fake_logits.detach().mean()}

@@ -145,6 +145,10 @@ class EpiGRAFGenerator(Generator3D):
         return self.mapping_network.num_ws
 
     @property
+    def num_classes(self) -> int:
+        return self.config.c_dim
+
+    @property
     def w_avg(self) -> Tensor:
         """(w_dim,) the truncation centre."""
         return self.mapping_network.w_avg

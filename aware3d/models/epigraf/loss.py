@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from ...cameras import Cameras, from_eg3d_label
-from ...losses.base import Chunk, Phase, RecipeBase, StageState
+from ...losses.base import Chunk, Phase, RecipeBase, StageState, resample_real_extra
 from ...losses.gan import gaussian_blur, logistic_d, nonsaturating_g
 from ...rendering.patches import PatchSamplerConfig
 from ...training.schedule import NamedSchedule, Schedule
@@ -166,7 +166,8 @@ class EpiGRAFLoss(RecipeBase):
     # -- draws -----------------------------------------------------------------------------------------
     def prepare(self, chunk: Chunk, stage: StageState) -> PatchChunk:
         """The chunk with its patch windows (one per minibatch-std group) and, for a class-conditional model,
-        uniform random classes of its fakes, all drawn from ``chunk.generator``."""
+        its fakes' classes: the classes of real images of the chunk drawn with replacement (the dataset's class
+        distribution, as the official loop's labels of random dataset items), all drawn from ``chunk.generator``."""
         cfg, batch = self.config, chunk.z.shape[0]
         gen = chunk.generator
         scales_source = scale_source_from(gen)
@@ -175,8 +176,7 @@ class EpiGRAFLoss(RecipeBase):
         condition = chunk.condition
         self.real_class_labels(chunk)  # a dataset without fitting classes fails here, before anything is rendered
         if self.G.config.c_dim > 0:
-            labels = torch.randint(0, self.G.config.c_dim, (batch,), generator=gen, device=gen.device)
-            condition = Condition(class_label=labels.to(chunk.z.device))
+            condition = Condition(class_label=resample_real_extra(chunk, "class_label"))
         fields = {f: getattr(chunk, f) for f in Chunk.__dataclass_fields__}
         return PatchChunk(**{**fields, "condition": condition}, patch=patch)
 
