@@ -112,6 +112,28 @@ def resample_real_extra(chunk: Chunk, name: str) -> Tensor:
     return values[rows.to(values.device)].to(chunk.z.device)
 
 
+def checked_real_classes(chunk: Chunk, num_classes: int, model: str, class_keys: tuple[str, str]) -> Tensor | None:
+    """(b,) the real images' classes for a class-conditional model with ``num_classes`` K (None when K = 0).
+
+    Refuses data without class labels and labels >= K with the fix; ``model`` names the model in the message
+    ("this EG3D model") and ``class_keys`` are the G and D config keys of K (``model.num_classes``, ...)."""
+    if num_classes == 0:
+        return None
+    unconditional = " ".join(f"{k}=0" for k in class_keys)
+    if "class_label" not in chunk.real_extras:
+        raise ValueError(f"{model} is class-conditional ({num_classes} classes) but the dataset has no class labels: "
+                         "train it on a zip whose dataset.json has integer class 'labels' beside EpiGRAF "
+                         "'camera_angles', e.g. built from images in CLASS/OBJECT/ folders by `aware3d dataset "
+                         "--source IMAGES --labels-from-folders --out data.zip` (as EpiGRAF's collect_labels.py), or "
+                         f"make it unconditional with --override {unconditional}")
+    labels = chunk.real_extras["class_label"]
+    if labels.numel() and int(labels.max()) >= num_classes:
+        raise ValueError(f"the dataset has class label {int(labels.max())} but {model} has {num_classes} classes "
+                         f"(labels 0..{num_classes - 1}); set --override {' '.join(f'{k}=K' for k in class_keys)} "
+                         "with K the dataset's number of classes")
+    return labels
+
+
 @dataclass(frozen=True)
 class ParamGroup:
     """Parameters of one module updated with a scaled learning rate."""

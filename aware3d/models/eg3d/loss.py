@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...augment.run import augment_pair
-from ...losses.base import Chunk, Phase, RecipeBase, StageState, resample_real_extra
+from ...losses.base import Chunk, Phase, RecipeBase, StageState, checked_real_classes, resample_real_extra
 from ...losses.gan import gaussian_blur, logistic_d, nonsaturating_g
 from ...nn.stylegan2.discriminator import FilterMode, filtered_resizing
 from ...training.schedule import NamedSchedule, Schedule
@@ -220,21 +220,8 @@ class EG3DLoss(RecipeBase):
 
     def real_class_labels(self, chunk: Chunk) -> Tensor | None:
         """(b,) the real images' classes for a class-conditional model (None for an unconditional one)."""
-        classes = self.G.config.num_classes
-        if classes == 0:
-            return None
-        if "class_label" not in chunk.real_extras:
-            raise ValueError(f"this EG3D model is class-conditional ({classes} classes) but the dataset has no class "
-                             "labels: train it on a zip whose dataset.json has integer class 'labels' beside "
-                             "EpiGRAF 'camera_angles', e.g. built from images in CLASS/OBJECT/ folders by `aware3d "
-                             "dataset --source IMAGES --labels-from-folders --out data.zip`, or make it "
-                             "unconditional with --override model.num_classes=0 discriminator.num_classes=0")
-        labels = chunk.real_extras["class_label"]
-        if labels.numel() and int(labels.max()) >= classes:
-            raise ValueError(f"the dataset has class label {int(labels.max())} but this EG3D model has {classes} "
-                             f"classes (labels 0..{classes - 1}); set --override model.num_classes=K "
-                             "discriminator.num_classes=K with K the dataset's number of classes")
-        return labels
+        return checked_real_classes(chunk, self.G.config.num_classes, "this EG3D model",
+                                    ("model.num_classes", "discriminator.num_classes"))
 
     def _fake_class_labels(self, chunk: Chunk) -> Tensor | None:
         if self.G.config.num_classes == 0:

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from ...cameras import Cameras, from_eg3d_label
-from ...losses.base import Chunk, Phase, RecipeBase, StageState, resample_real_extra
+from ...losses.base import Chunk, Phase, RecipeBase, StageState, checked_real_classes, resample_real_extra
 from ...losses.gan import gaussian_blur, logistic_d, nonsaturating_g
 from ...rendering.patches import PatchSamplerConfig
 from ...training.schedule import NamedSchedule, Schedule
@@ -217,22 +217,8 @@ class EpiGRAFLoss(RecipeBase):
 
     def real_class_labels(self, chunk: Chunk) -> Tensor | None:
         """(B,) the real images' classes for a class-conditional model (None otherwise)."""
-        if self.D.config.c_dim == 0:
-            return None
-        c_dim = self.D.config.c_dim
-        if "class_label" not in chunk.real_extras:
-            raise ValueError(f"this EpiGRAF model is class-conditional ({c_dim} classes) but the dataset has no class "
-                             "labels: train it on a zip whose dataset.json has integer class 'labels' beside EpiGRAF "
-                             "'camera_angles' (the Megascans layout), e.g. built from renders in CLASS/OBJECT/ "
-                             "folders by `aware3d dataset --source RENDERS --labels-from-folders --out data.zip` "
-                             "(as EpiGRAF's collect_labels.py), or make it unconditional with "
-                             "--override model.c_dim=0 discriminator.c_dim=0")
-        labels = chunk.real_extras["class_label"]
-        if labels.numel() and int(labels.max()) >= c_dim:
-            raise ValueError(f"the dataset has class label {int(labels.max())} but this EpiGRAF model has {c_dim} "
-                             f"classes (labels 0..{c_dim - 1}); set --override model.c_dim=K discriminator.c_dim=K "
-                             "with K the dataset's number of classes")
-        return labels
+        return checked_real_classes(chunk, self.D.config.c_dim, "this EpiGRAF model",
+                                    ("model.c_dim", "discriminator.c_dim"))
 
     def _check_real(self, chunk: Chunk) -> None:
         size = chunk.real_images.shape[-1]
