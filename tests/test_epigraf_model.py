@@ -345,3 +345,20 @@ def test_cuda_storage_locations_load_on_the_cpu():
     data = load_pickle_file(io.BytesIO(pickle.dumps({"t": Tensor4()}, protocol=4)), stand_ins=STAND_INS)
     assert data["t"].device.type == "cpu" and data["t"].dtype == torch.float32
     assert torch.equal(data["t"], torch.arange(4.0))
+
+
+def test_config_interpolations_are_memoised_and_bounded():
+    """A hostile omegaconf tree of ``${b}${b}`` chains: shared references resolve once (no exponential time) and
+    text longer than the bound is refused, naming the node."""
+    from aware3d.models.epigraf.convert import EpiGRAFImportError, resolve_interpolations
+
+    levels = 30
+    root = {f"n{i}": f"${{n{i + 1}}}${{n{i + 1}}}" for i in range(levels)}
+    root[f"n{levels}"] = "x"
+    root["short"] = "${n20}"  # 2**10 characters: fine
+    start = time.perf_counter()
+    assert resolve_interpolations(root["short"], root) == "x" * 2 ** 10
+    with pytest.raises(EpiGRAFImportError, match="expand to over"):
+        resolve_interpolations({"a": "${n0}"}, root)
+    assert time.perf_counter() - start < 2.0
+    assert resolve_interpolations({"a": "${n29}", "b": 3}, root) == {"a": "xx", "b": 3}

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from aware3d.io.safe_unpickle import (
+    LoadLimitError,
     PickledObject,
     UnsafePickleError,
     load_pickle_file,
@@ -461,3 +462,166 @@ def test_official_eg3d_snapshot(reference_dir: Path) -> None:
     g_tensors = G.named_tensors()
     assert not torch.equal(g_tensors["decoder.net.0.weight"], tensors["decoder.net.0.weight"])
     assert len(snap["D"].named_tensors()) == 92
+
+
+# ---------------------------------------------------------------------------------------------------
+# 7. the loader under attack: poisoning, calls of call results, budgets, linear scans
+# ---------------------------------------------------------------------------------------------------
+def _glob(module: str, name: str) -> bytes:
+    return b"c" + f"{module}\n{name}\n".encode()
+
+
+def _text(s: str) -> bytes:
+    return b"X" + struct.pack("<I", len(s.encode())) + s.encode()
+
+
+def _int(v: int) -> bytes:
+    data = v.to_bytes(v.bit_length() // 8 + 1, "little", signed=True)
+    return b"\x8a" + bytes([len(data)]) + data
+
+
+def _pickle(body: bytes) -> bytes:
+    return b"\x80\x04" + body + b"."
+
+
+_POISONS = {
+    # BUILD with a dict state writes the storage marker's __dict__: later float32 storages read as float16
+    "storage type": _glob("torch", "FloatStorage") + b"(" + _text("dtype") + _glob("torch", "float16") + b"db",
+    # BUILD with slot state setattr()s the rebuild function's defaults: later tensors come back negated
+    "rebuild defaults": (_glob("torch._utils", "_rebuild_tensor_v2") + b"(N(" + _text("__defaults__") + b"((" +
+                         _text("neg") + b"\x88dtdtb"),
+    # ... or renames the cached stand-in class: later modules come back under another class name
+    "stand-in class": (_glob("fakeofficial.nets", "Net") + b"(N(" + _text("_pickled_qualname") + _text("evil.Evil")
+                       + b"dtb"),
+}
+
+
+@pytest.mark.parametrize("target", list(_POISONS))
+def test_refused_builds_do_not_poison_later_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+    _register(monkeypatch, "fakeofficial.nets", Net, Sub)
+    net = Net()
+    good = tmp_path / "generator.pth"
+    torch.save(net, good)
+    _unregister(monkeypatch)
+    bad = tmp_path / "bad.pkl"
+    bad.write_bytes(_pickle(b"(" + _POISONS[target] + b"l"))
+    with pytest.raises(UnsafePickleError) as err:
+        load_pickle_file(bad, stand_ins=["fakeofficial."])
+    assert "BUILD" in str(err.value) and str(bad) in str(err.value)
+    root = load_torch_file(good, stand_ins=["fakeofficial."])
+    assert root.qualname == "fakeofficial.nets.Net"
+    got = root.named_tensors()
+    for name, tensor in net.state_dict().items():
+        assert got[name].dtype == tensor.dtype and torch.equal(got[name], tensor), name
+
+
+def test_allow_listed_objects_are_immutable_or_fresh_per_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aware3d.io import safe_unpickle as su
+
+    marker, storage_type = su._SHARED_GLOBALS["torch.Tensor"], su._SHARED_GLOBALS["torch.FloatStorage"]
+    for obj, attr in ((marker, "name"), (storage_type, "dtype")):
+        with pytest.raises(AttributeError):
+            setattr(obj, attr, "evil")
+        with pytest.raises(UnsafePickleError):
+            obj.__setstate__({attr: "evil"})  # what the C unpickler's BUILD would call
+    a = su._Context(["pkg."], "cpu", "a", 0)
+    b = su._Context(["pkg."], "cpu", "b", 0)
+    assert a.find("pkg.mod", "Cls") is a.find("pkg.mod", "Cls")  # one class per load ...
+    assert a.find("pkg.mod", "Cls") is not b.find("pkg.mod", "Cls")  # ... never shared with the next
+    rebuild = a.find("torch._utils", "_rebuild_tensor_v2")
+    assert rebuild is not b.find("torch._utils", "_rebuild_tensor_v2")
+    with pytest.raises(AttributeError):
+        rebuild.fn = print
+
+
+def test_calling_what_a_stand_in_returned_is_refused_naming_file_and_call(tmp_path: Path) -> None:
+    marker = _marker(tmp_path)
+    path = tmp_path / "network-snapshot.pkl"
+    inner = _glob("dnnlib.util", "get_obj_by_name") + b"(" + _text("os.system") + b"tR"
+    path.write_bytes(_pickle(inner + b"(" + _text(f"touch {marker}") + b"tR"))
+    with pytest.raises(UnsafePickleError) as err:
+        load_pickle_file(path, stand_ins=["dnnlib."])
+    message = str(err.value)
+    assert str(path) in message and "dnnlib.util.get_obj_by_name('os.system')" in message and "calls" in message
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("body, words", [
+    (_glob("builtins", "bytes") + b"(" + _int(10**11) + b"tR", "builtins.bytes(100000000000)"),
+    (_glob("builtins", "list") + b"(" + _glob("builtins", "range") + b"(" + _int(10**10) + b"tRtR", "range of"),
+    (_glob("numpy._core.multiarray", "_reconstruct") + b"(" + _glob("numpy", "ndarray") + b"(" + _int(10**6)
+     + _int(10**6) + b"tC\x01ftR", "numpy array of shape"),
+])
+def test_sizes_a_file_only_names_are_charged_before_allocating(tmp_path: Path, body: bytes, words: str) -> None:
+    path = tmp_path / "bomb.pkl"
+    path.write_bytes(_pickle(body))
+    with pytest.raises(LoadLimitError, match="allocate") as err:
+        load_pickle_file(path)
+    assert words in str(err.value)
+
+
+def test_zip_members_are_checked_against_declared_sizes_before_inflating(tmp_path: Path) -> None:
+    src = tmp_path / "ok.pth"
+    torch.save({"w": torch.arange(4.0)}, src)
+    # The same storage record, now claiming 2**30 elements: refused by its declared size, nothing inflated.
+    big = tmp_path / "big.pth"
+    _rewrite_zip(src, big, lambda name, raw: raw.replace(b"K\x04", b"J\x00\x00\x00\x40")
+                 if name.endswith("data.pkl") else raw)
+    with pytest.raises(pickle.UnpicklingError, match="holds 16 bytes, its record declares 4294967296"):
+        load_torch_file(big)
+
+
+def test_tensor_views_are_charged_at_their_logical_size(tmp_path: Path) -> None:
+    path = tmp_path / "expanded.pth"
+    torch.save({"small": torch.ones(3).expand(4, 3), "huge": torch.ones(1).expand(10**12)}, path)
+    with pytest.raises(LoadLimitError, match=r"tensor of size \(1000000000000,\)"):
+        load_torch_file(path)
+    torch.save({"small": torch.ones(3).expand(4, 3)}, path)
+    assert torch.equal(load_torch_file(path)["small"], torch.ones(4, 3))
+
+
+def test_opcode_scan_is_linear_in_the_pickle(tmp_path: Path) -> None:
+    """130 thousand MARK-ed tuples above 65 thousand items: quadratic scans took minutes on this 390 kB pickle."""
+    import time
+
+    from aware3d.io.pickle_vm import scan_globals
+
+    data = _pickle(b"(" + b"K\x01" * 65_000 + b"(t" * 130_000 + b"l")
+    assert len(data) > 380_000
+    start = time.perf_counter()
+    assert scan_globals(io.BytesIO(data)) == []
+    assert time.perf_counter() - start < 2.0
+    got = load_pickle_file(io.BytesIO(data))
+    assert len(got) == 195_000 and got[0] == 1 and got[-1] == ()
+
+
+def test_nesting_and_shared_structures_are_bounded(tmp_path: Path) -> None:
+    from aware3d.io.safe_unpickle import expanded_size
+    from aware3d.io.unpickle_limits import KeyHashCosts
+
+    deep = tmp_path / "deep.pkl"
+    deep.write_bytes(_pickle(b")" + b"\x85" * 5000))  # ((((...)))) 5000 deep
+    with pytest.raises(LoadLimitError, match="nest more than 1000 levels"):
+        load_pickle_file(deep)
+    # Analytic sizes of shared structures: hashing t_k = (t_{k-1}, t_{k-1}) visits 2**(k+1) - 1 tuples.
+    t: tuple = ()
+    for _ in range(10):
+        t = (t, t)
+    assert KeyHashCosts(None).cost(t) == 2**11 - 1
+    l1: list = []
+    for _ in range(10):
+        l1 = [l1, l1]
+    assert expanded_size(l1, 10**9) == 2**11 - 1
+    cyclic: list = []
+    cyclic.append(cyclic)
+    assert expanded_size(cyclic, 10**9) == 2  # the back reference counts once
+
+
+def test_module_walks_stop_at_cycles() -> None:
+    from aware3d.io.pickled_modules import walk_modules
+
+    leaf = PickledObject("torch.nn.modules.linear.Linear", state={"_modules": {}, "_parameters": {"w": torch.ones(2)}})
+    root = PickledObject("pkg.Net", state={"_modules": {"leaf": leaf}, "_parameters": {}})
+    leaf.state["_modules"]["up"] = root  # a damaged file: the child holds its parent
+    assert [p for p, _ in walk_modules(root)] == ["", "leaf."]
+    assert list(root.named_tensors()) == ["leaf.w"]

@@ -10,23 +10,23 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..config import from_dict, to_dict
+from ..errors import CheckpointError
 from .atomic import atomic_folder, recover_folder
+from .presize import WeightsBound, build_on_meta
 
 FORMAT = "aware3d-generator"
 VERSION = 1
 WEIGHTS = "generator.safetensors"
 CONFIG = "config.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint folder is missing, incomplete or not ours; the message says which file and what to do."""
 
 
 def is_checkpoint_dir(path: str | os.PathLike) -> bool:
@@ -55,6 +55,13 @@ def save_generator(G, path: str | os.PathLike, source: dict[str, Any] | None = N
 def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
     """Load ``state`` into ``module`` only if the key sets and every shape agree; else a
     :class:`CheckpointError` starting with ``what`` and listing the differences."""
+    check_state_shapes(module, state, what)
+    module.load_state_dict(state)
+
+
+def check_state_shapes(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    """:class:`CheckpointError` (starting with ``what``) unless ``state`` has exactly ``module``'s keys and shapes
+    (``module`` may live on the meta device: only its shapes are read)."""
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -63,7 +70,15 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], w
     if missing or unexpected or shapes:
         raise CheckpointError(f"{what}: missing {missing or 'none'}, unexpected {unexpected or 'none'}, "
                               f"shape mismatches {shapes or 'none'}")
-    module.load_state_dict(state)
+
+
+def read_weights(file: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file; a damaged or truncated one is a :class:`CheckpointError` naming it."""
+    try:
+        return load_file(str(file))
+    except SafetensorError as e:
+        raise CheckpointError(f"{file} is not a readable safetensors file ({e}); the checkpoint is damaged: "
+                              "re-export or re-convert it") from e
 
 
 def read_meta(path: str | os.PathLike) -> dict:
@@ -76,10 +91,21 @@ def read_meta(path: str | os.PathLike) -> dict:
         meta = json.loads(cfg.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{cfg} is not valid JSON ({e}); the checkpoint is damaged") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{cfg} holds a JSON {type(meta).__name__}, not the object aware3d writes; the "
+                              "checkpoint is damaged: re-export or re-convert it")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{cfg} has format {meta.get('format')!r}, expected {FORMAT!r}")
-    if meta.get("version", 0) > VERSION:
-        raise CheckpointError(f"{cfg} is format version {meta['version']}; this aware3d reads up to {VERSION}: upgrade aware3d")
+    version = meta.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{cfg}: 'version' must be an integer, got {version!r}; the checkpoint is damaged")
+    if version > VERSION:
+        raise CheckpointError(f"{cfg} is format version {version}; this aware3d reads up to {VERSION}: upgrade aware3d")
+    for key, kind in (("family", str), ("config", dict)):
+        if not isinstance(meta.get(key), kind):
+            found = "missing" if key not in meta else f"a {type(meta[key]).__name__}"
+            raise CheckpointError(f"{cfg}: '{key}' must be a JSON {'string' if kind is str else 'object'}, but it "
+                                  f"is {found}; the checkpoint is damaged: re-export or re-convert it")
     return meta
 
 
@@ -89,13 +115,20 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu"):
 
     path = Path(path)
     meta = read_meta(path)
-    family = get_family(meta["family"])
-    config = from_dict(family.config_cls, meta["config"], where=f"{path / CONFIG} config")
-    G = family.generator_cls(config)
+    try:
+        family = get_family(meta["family"])
+        config = from_dict(family.config_cls, meta["config"], where=f"{path / CONFIG}: config")
+    except ValueError as e:  # an unknown family, or a config field of the wrong type or out of its range
+        raise CheckpointError(f"{e}; fix {path / CONFIG} or re-export the checkpoint") from e
     weights = path / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing; the checkpoint at {path} is incomplete")
-    load_state_strict(G, load_file(str(weights)), f"{weights} does not match its config")
+    state, what = read_weights(weights), f"{weights} does not match its config"
+    # The config's sizes are checked against the weights on the meta device before anything is allocated.
+    build = partial(family.generator_cls, config)
+    check_state_shapes(build_on_meta(build, WeightsBound.of(state), what, CheckpointError), state, what)
+    G = build()
+    load_state_strict(G, state, what)
     G.preset = meta.get("preset")
     G.source = meta.get("source")
     return G.to(device).eval()

@@ -13,12 +13,15 @@ from collections.abc import Iterator
 from .safe_unpickle import PickledObject
 
 
-def walk_modules(obj: PickledObject, prefix: str = "") -> Iterator[tuple[str, PickledObject]]:
-    """(dotted path, record) for ``obj`` and every nested module record (``_modules``), depth first."""
+def walk_modules(obj: PickledObject, prefix: str = "",
+                 _path: frozenset[int] = frozenset()) -> Iterator[tuple[str, PickledObject]]:
+    """(dotted path, record) for ``obj`` and every nested module record (``_modules``), depth first; a
+    record reachable from itself (a damaged or hostile file) is not entered again."""
     yield prefix, obj
+    path = _path | {id(obj)}
     for name, child in (obj.get("_modules") or {}).items():
-        if isinstance(child, PickledObject):
-            yield from walk_modules(child, f"{prefix}{name}.")
+        if isinstance(child, PickledObject) and id(child) not in path:
+            yield from walk_modules(child, f"{prefix}{name}.", path)
 
 
 def is_persistent(obj: PickledObject) -> bool:

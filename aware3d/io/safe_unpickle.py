@@ -8,6 +8,18 @@ fixed allow-list of data-only constructors that we implement ourselves; classes 
 ``stand_ins`` become inert :class:`PickledObject` records; anything else raises :class:`UnsafePickleError`
 before the pickle is unpickled (its opcodes are scanned first so the error lists every offending name).
 
+A file can still attack the loader itself, so (see :mod:`aware3d.io.pickle_vm` and
+:mod:`aware3d.io.unpickle_limits`):
+
+- it may only call what the allow-list handed out (never the result of a call, e.g. what a stand-in for
+  ``dnnlib.util.get_obj_by_name`` returned), and the builtins only with plain-data arguments;
+- it may only write state (BUILD, SETITEM, APPEND, ...) into objects it just built itself; what the
+  allow-list hands out is immutable (markers, wrapped functions) or made fresh for each load (stand-in
+  classes), so no file can change what a later load sees;
+- every size it names is charged to an :class:`~aware3d.io.unpickle_limits.AllocationBudget` before
+  anything is allocated (zip members against the tensors' declared sizes, numpy shapes, ``bytes(n)``,
+  ranges, tensor views), and its objects may nest only :data:`~aware3d.io.unpickle_limits.MAX_NESTING` deep.
+
 Supported containers: torch's zip format (torch >= 1.6), the legacy stream format (magic number +
 pickles + raw storages; also what ``torch.storage._load_from_bytes`` holds inside plain pickles) and the
 pre-0.4 tar format.
@@ -16,25 +28,43 @@ pre-0.4 tar format.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import io
+import math
 import os
 import pickle
-import pickletools
+import reprlib
 import struct
 import sys
 import tarfile
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import IO, Any, Union
 
 import numpy as np
 import torch
 
+from .pickle_vm import PolicyUnpickler, scan_globals
+from .unpickle_limits import (
+    MAX_STREAM_NESTING,
+    AllocationBudget,
+    KeyHashCosts,
+    LoadLimitError,
+    UnsafePickleError,
+    charge_plain_args,
+    require_plain,
+)
+
 __all__ = [
+    "MAX_EXPANDED_OBJECTS",
+    "MAX_MODULE_VISITS",
+    "LoadLimitError",
     "PickledObject",
     "UnsafePickleError",
+    "expanded_size",
     "load_pickle_file",
     "load_torch_file",
     "resolve_location",
@@ -51,22 +81,21 @@ _PERSISTENT_RECONSTRUCT = "torch_utils.persistence._reconstruct_persistent_obj"
 # Dict subclasses with no behaviour beyond attribute access; rebuilt as plain dicts when allowed.
 _PLAIN_DICT_CLASSES = frozenset({"dnnlib.util.EasyDict", "dnnlib.EasyDict"})
 
+MAX_EXPANDED_OBJECTS = 2_000_000
+"""Most objects a walk of a loaded file may visit (see :func:`expanded_size`; files larger than 32 MB may
+expand to one per 16 bytes). An official EpiGRAF snapshot expands to about 220 thousand."""
 
-class UnsafePickleError(pickle.UnpicklingError):
-    """Raised when a pickle references a global that is not allowed.
+MAX_MODULE_VISITS = 100_000
+"""Most module records :meth:`PickledObject.named_tensors` walks (official generators have a few hundred)."""
 
-    The message lists every offending name (``module.qualname``) and says the file was not executed.
-    """
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlevel = 3
 
-    def __init__(self, names: Iterable[str], source: str | None = None) -> None:
-        self.names: list[str] = list(dict.fromkeys(names))  # unique, first-seen order
-        self.source = source
-        where = f" {source}" if source else ""
-        super().__init__(
-            f"refusing to load{where}: it references globals that are not allowed: "
-            f"{', '.join(self.names)}. The file was not executed (nothing was unpickled). If a name is a class whose "
-            f"instances are plain state, pass it (or a 'package.' prefix) in stand_ins."
-        )
+
+def _short(value: Any) -> str:
+    """A bounded repr of file data for messages (plain repr of shared nested containers can be exponential)."""
+    return _SHORT.repr(value)
 
 
 @dataclass(eq=False)  # eq=False: comparing tensor-filled states with == is meaningless
@@ -109,7 +138,9 @@ class PickledObject:
 
     def __repr__(self) -> str:
         st = self._state_dict()
-        shown = f"state keys={sorted(map(str, st))}" if st else f"state={type(self.state).__name__}"
+        # Keys are the file's data: shown through a bounded repr (a key of nested shared tuples could be huge).
+        keys = sorted(k if isinstance(k, str) else _short(k) for k in st)
+        shown = f"state keys={_short(keys)}" if st else f"state={type(self.state).__name__}"
         return f"PickledObject({self.qualname!r}, args={len(self.args)}, {shown})"
 
     # -- helpers ---------------------------------------------------------------------------------------
@@ -145,14 +176,20 @@ class PickledObject:
         Walks ``_modules`` recursively and lists every non-None ``_parameters``/``_buffers`` entry as
         '{prefix}{name}', in state_dict order. Non-persistent buffers are left out, like ``state_dict()``,
         unless ``include_non_persistent``. Tensors are returned as stored (Parameters stay Parameters).
+        Raises :class:`LoadLimitError` when the tree expands to more than :data:`MAX_MODULE_VISITS` modules
+        (a file can share one submodule under many names, at every level).
         """
         out: dict[str, torch.Tensor] = {}
-        self._collect(prefix, out, include_non_persistent, set())
+        self._collect(prefix, out, include_non_persistent, set(), [MAX_MODULE_VISITS])
         return out
 
-    def _collect(self, prefix: str, out: dict, include_np: bool, path: set[int]) -> None:
+    def _collect(self, prefix: str, out: dict, include_np: bool, path: set[int], visits_left: list[int]) -> None:
         if id(self) in path:  # a module reachable from itself: state_dict would recurse forever
             return
+        visits_left[0] -= 1
+        if visits_left[0] < 0:
+            raise LoadLimitError(f"the module tree of {self.qualname} expands to more than {MAX_MODULE_VISITS} "
+                                 "modules (submodules shared under many names)")
         path = path | {id(self)}
         st = self._state_dict()
         for name, t in (st.get("_parameters") or {}).items():
@@ -164,22 +201,81 @@ class PickledObject:
                 out[f"{prefix}{name}"] = t
         for name, child in (st.get("_modules") or {}).items():
             if isinstance(child, PickledObject):
-                child._collect(f"{prefix}{name}.", out, include_np, path)
+                child._collect(f"{prefix}{name}.", out, include_np, path, visits_left)
 
 
 def _pickled_object_from_fields(qualname, args, state, kwargs, listitems, dictitems, extra) -> PickledObject:
     return PickledObject(qualname, args, state, kwargs, listitems, dictitems, extra)
 
 
+
 # ---------------------------------------------------------------------------------------------------
-# Storage bookkeeping
+# Shared markers and wrapped functions: immutable, so no pickle can change them for a later load
 # ---------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _StorageType:
+class _Frozen:
+    """Base of the objects the allow-list hands out to every load: no ``__dict__``, and no attribute or
+    pickle-state write after construction (BUILD would otherwise carry one file's state into the next)."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"{self!r} is shared by every load and cannot be changed")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{self!r} is shared by every load and cannot be changed")
+
+    def __setstate__(self, state: Any) -> None:
+        raise UnsafePickleError([repr(self)], None, f"it writes pickled state into {self!r}, an object every load shares")
+
+    def __copy__(self) -> _Frozen:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> _Frozen:
+        return self
+
+    def __reduce__(self) -> tuple:
+        raise TypeError(f"{self!r} belongs to the restricted unpickler and is not picklable")
+
+
+class _StorageType(_Frozen):
     """Inert marker for a pickled storage class (torch.FloatStorage, torch.UntypedStorage, ...)."""
 
-    name: str
-    dtype: torch.dtype
+    __slots__ = ("name", "dtype")
+
+    def __init__(self, name: str, dtype: torch.dtype) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "dtype", dtype)
+
+    def __repr__(self) -> str:
+        return f"<storage type {self.name}>"
+
+
+class _Marker(_Frozen):
+    """Inert stand-in for a class used only as a tag (tensor types)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        object.__setattr__(self, "name", name)
+
+    def __repr__(self) -> str:
+        return f"<marker {self.name}>"
+
+
+class _Callable(_Frozen):
+    """One allowed function of one load: the global's name and our safe implementation, bound to the load."""
+
+    __slots__ = ("name", "fn")
+
+    def __init__(self, name: str, fn: Callable[..., Any]) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "fn", fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<allowed function {self.name}>"
 
 
 @dataclass
@@ -189,16 +285,6 @@ class _Storage:
     untyped: torch.UntypedStorage
     dtype: torch.dtype
     byte_offset: int = 0
-
-
-class _Marker:
-    """Inert stand-in for a class used only as a tag (tensor types, ``object``)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"<marker {self.name}>"
 
 
 _STORAGE_DTYPES: dict[str, torch.dtype] = {
@@ -223,6 +309,14 @@ _PARAMETER_MARKER = _Marker("torch.nn.Parameter")
 def _ascii(value: Any) -> Any:
     """Python 2 era files store keys and locations as bytes."""
     return value.decode("ascii") if isinstance(value, bytes) else value
+
+
+def _record_key(value: Any, what: str) -> str:
+    """A storage/record key as text; only str, bytes or int keys are accepted (anything else is not a key
+    torch writes, and str() of it could be arbitrarily expensive)."""
+    if type(value) not in (str, bytes, int):
+        raise pickle.UnpicklingError(f"{what} must be a string or an int, got {type(value).__name__}")
+    return str(_ascii(value))
 
 
 def resolve_location(location: str | bytes, map_location: MapLocation = "cpu") -> torch.device:
@@ -275,19 +369,31 @@ def _check_ints(values: Any, what: str) -> tuple[int, ...]:
     return tuple(_check_int(v, what) for v in values)
 
 
+def _check_shape(values: Any, what: str) -> tuple[tuple[int, ...], int]:
+    """(shape, element count) of a shape from the file; sizes must be non-negative ints."""
+    shape = _check_ints(values, what)
+    if any(s < 0 for s in shape):
+        raise pickle.UnpicklingError(f"{what} {_short(shape)} has a negative size")
+    return shape, math.prod(shape)
+
+
 # ---------------------------------------------------------------------------------------------------
-# Safe replacements for the allowed torch / numpy / builtins callables
+# Safe replacements for the allowed torch / numpy / builtins callables. Each takes the load's context
+# first (bound per load with functools.partial), for its budget and its own objects.
 # ---------------------------------------------------------------------------------------------------
-def _tensor_on(storage: Any, offset: Any, size: Any, stride: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+def _tensor_on(ctx: _Context, storage: Any, offset: Any, size: Any, stride: Any,
+               dtype: torch.dtype | None = None) -> torch.Tensor:
     if not isinstance(storage, _Storage):
         raise pickle.UnpicklingError(f"tensor rebuilt from a non-storage object ({type(storage).__name__})")
     dtype = storage.dtype if dtype is None else dtype
     if not isinstance(dtype, torch.dtype):
         raise pickle.UnpicklingError("tensor dtype must be a torch.dtype")
     offset = _check_int(offset, "storage offset")
-    size, stride = _check_ints(size, "size"), _check_ints(stride, "stride")
+    (size, numel), stride = _check_shape(size, "tensor size"), _check_ints(stride, "stride")
     if storage.byte_offset % dtype.itemsize:
         raise pickle.UnpicklingError("storage view offset is not aligned to the tensor dtype")
+    # A view (stride 0) can be far larger than its storage; whoever copies it would allocate all of it.
+    ctx.budget.charge("tensors", numel * dtype.itemsize, f"a tensor of size {_short(size)}")
     # set_ bounds-checks size/stride/offset against the storage, so a corrupt pickle cannot read out of bounds.
     t = torch.empty((0,), dtype=dtype, device=storage.untyped.device)
     return t.set_(storage.untyped, storage.byte_offset // dtype.itemsize + offset, size, stride)
@@ -297,7 +403,7 @@ def _finish_tensor(t: torch.Tensor, requires_grad: Any, metadata: Any) -> torch.
     if metadata:
         # Only the conj/neg view bits exist (torch._utils.get_tensor_metadata); anything else is refused.
         if not isinstance(metadata, dict) or not set(metadata) <= {"conj", "neg"}:
-            raise pickle.UnpicklingError(f"unsupported tensor metadata {metadata!r}")
+            raise pickle.UnpicklingError(f"unsupported tensor metadata {_short(metadata)}")
         if metadata.get("conj"):
             t = t.conj()
         if metadata.get("neg"):
@@ -307,19 +413,19 @@ def _finish_tensor(t: torch.Tensor, requires_grad: Any, metadata: Any) -> torch.
     return t
 
 
-def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any) -> torch.Tensor:
-    return _tensor_on(storage, storage_offset, size, stride)
+def _rebuild_tensor(ctx: _Context, storage: Any, storage_offset: Any, size: Any, stride: Any) -> torch.Tensor:
+    return _tensor_on(ctx, storage, storage_offset, size, stride)
 
 
-def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any, requires_grad: Any,
+def _rebuild_tensor_v2(ctx: _Context, storage: Any, storage_offset: Any, size: Any, stride: Any, requires_grad: Any,
                        backward_hooks: Any, metadata: Any = None) -> torch.Tensor:
     # backward_hooks are dropped: torch never serialises real hooks and we would not run them anyway.
-    return _finish_tensor(_tensor_on(storage, storage_offset, size, stride), requires_grad, metadata)
+    return _finish_tensor(_tensor_on(ctx, storage, storage_offset, size, stride), requires_grad, metadata)
 
 
-def _rebuild_tensor_v3(storage: Any, storage_offset: Any, size: Any, stride: Any, requires_grad: Any,
+def _rebuild_tensor_v3(ctx: _Context, storage: Any, storage_offset: Any, size: Any, stride: Any, requires_grad: Any,
                        backward_hooks: Any, dtype: Any, metadata: Any = None) -> torch.Tensor:
-    return _finish_tensor(_tensor_on(storage, storage_offset, size, stride, dtype), requires_grad, metadata)
+    return _finish_tensor(_tensor_on(ctx, storage, storage_offset, size, stride, dtype), requires_grad, metadata)
 
 
 def _as_parameter(data: Any, requires_grad: Any) -> torch.nn.Parameter:
@@ -329,19 +435,24 @@ def _as_parameter(data: Any, requires_grad: Any) -> torch.nn.Parameter:
     return torch.nn.Parameter(data.detach(), requires_grad=grad)
 
 
-def _rebuild_parameter(data: Any, requires_grad: Any, backward_hooks: Any) -> torch.nn.Parameter:
+def _rebuild_parameter(ctx: _Context, data: Any, requires_grad: Any, backward_hooks: Any) -> torch.nn.Parameter:
     return _as_parameter(data, requires_grad)
 
 
-def _rebuild_parameter_with_state(data: Any, requires_grad: Any, backward_hooks: Any, state: Any) -> torch.nn.Parameter:
+def _rebuild_parameter_with_state(ctx: _Context, data: Any, requires_grad: Any, backward_hooks: Any,
+                                  state: Any) -> torch.nn.Parameter:
     # Python attributes set on the Parameter are dropped: setattr with pickled names is not plain data.
     return _as_parameter(data, requires_grad)
 
 
-def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> torch.Tensor:
-    """torch._tensor._rebuild_from_type_v2, limited to plain tensors/Parameters built by our functions."""
-    if func not in (_rebuild_tensor_v2, _rebuild_tensor_v3, _rebuild_tensor, _rebuild_parameter,
-                    _rebuild_parameter_with_state) or not isinstance(args, tuple):
+_TENSOR_REBUILDS = ("torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor_v3",
+                    "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state")
+
+
+def _rebuild_from_type_v2(ctx: _Context, func: Any, new_type: Any, args: Any, state: Any) -> torch.Tensor:
+    """torch._tensor._rebuild_from_type_v2, limited to plain tensors/Parameters built by this load's functions."""
+    if not (isinstance(func, _Callable) and func.name in _TENSOR_REBUILDS and ctx.callables.get(func.name) is func
+            and type(args) is tuple):
         raise pickle.UnpicklingError("_rebuild_from_type_v2 with an unsupported rebuild function")
     t = func(*args)
     if new_type is _PARAMETER_MARKER and not isinstance(t, torch.nn.Parameter):
@@ -351,7 +462,7 @@ def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any) -> to
     return t
 
 
-def _codecs_encode(text: Any, encoding: Any = "utf-8") -> bytes:
+def _codecs_encode(ctx: _Context, text: Any, encoding: Any = "utf-8") -> bytes:
     """Protocol-2 pickles spell bytes as _codecs.encode(str, 'latin1'); allow exactly that."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
         raise pickle.UnpicklingError("_codecs.encode is only allowed as encode(str, 'latin1')")
@@ -366,68 +477,147 @@ def _numpy_multiarray() -> Any:
     return multiarray
 
 
-def _np_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+def _np_dtype(ctx: _Context, spec: Any, align: Any = False, copy: Any = False) -> np.dtype:
+    """numpy.dtype(spec, align, copy) as numpy pickles it, always as a fresh copy: the builtin dtypes are
+    process-wide singletons, and the BUILD that follows writes state into the dtype."""
+    if type(spec) is not str:
+        raise pickle.UnpicklingError(f"numpy.dtype is only allowed with a type string, got {type(spec).__name__}")
+    dtype = np.dtype(spec, bool(align), True)
+    ctx.fresh_dtypes[id(dtype)] = dtype
+    return dtype
+
+
+def _np_reconstruct(ctx: _Context, subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     # Plain ndarrays only: a subclass could bring its own __setstate__.
     if subtype is not np.ndarray:
         raise pickle.UnpicklingError("numpy _reconstruct is only allowed for numpy.ndarray")
+    if not isinstance(dtype, (bytes, str, np.dtype)):
+        raise pickle.UnpicklingError(f"numpy _reconstruct needs a dtype, got {type(dtype).__name__}")
+    shape, numel = _check_shape(shape, "numpy array shape")
+    dtype = np.dtype(dtype.decode("latin1") if isinstance(dtype, bytes) else dtype)
+    ctx.budget.charge("named", numel * dtype.itemsize, f"a numpy array of shape {_short(shape)}")
     return _numpy_multiarray()._reconstruct(np.ndarray, shape, dtype)
 
 
-def _np_scalar(dtype: Any, *args: Any) -> Any:
+def _np_scalar(ctx: _Context, dtype: Any, *args: Any) -> Any:
     if not isinstance(dtype, np.dtype):
         raise pickle.UnpicklingError("numpy scalar needs a numpy dtype")
+    ctx.budget.charge("named", dtype.itemsize, f"a numpy scalar of dtype {_short(dtype)}")
     return _numpy_multiarray().scalar(dtype, *args)
 
 
-def _np_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
-    """numpy's protocol-5 array reconstructor (numpy._core.numeric._frombuffer)."""
-    return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order)
+def _np_frombuffer(ctx: _Context, buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    """numpy's protocol-5 array reconstructor (numpy._core.numeric._frombuffer): a view, no allocation."""
+    if not isinstance(buf, (bytes, bytearray, memoryview)) or not isinstance(dtype, np.dtype):
+        raise pickle.UnpicklingError("numpy _frombuffer needs a bytes-like buffer and a numpy dtype")
+    return np.frombuffer(buf, dtype=dtype).reshape(_check_shape(shape, "numpy array shape")[0], order=order)
 
 
-def _copyreg_reconstructor(cls: Any, base: Any, state: Any) -> Any:
-    """copyreg._reconstructor (protocol 0/1 objects), limited to our stand-in classes."""
-    qualname = getattr(cls, "_pickled_qualname", None)
+def _check_ndarray_state(ctx: _Context, state: Any) -> None:
+    """ndarray.__setstate__ allocates the whole shape before it looks at the data: the data must be there."""
+    if not isinstance(state, tuple) or len(state) not in (4, 5):
+        raise pickle.UnpicklingError("numpy array state must be (version,) shape, dtype, is_fortran, data")
+    shape, dtype, _fortran, raw = state[-4:]
+    shape, numel = _check_shape(shape, "numpy array shape")
+    if not isinstance(dtype, np.dtype):
+        raise pickle.UnpicklingError("numpy array state needs a numpy dtype")
+    if dtype.hasobject:
+        ok = type(raw) is list and len(raw) == numel
+    else:
+        ok = isinstance(raw, (bytes, bytearray, str)) and len(raw) == numel * dtype.itemsize
+    if not ok:
+        raise pickle.UnpicklingError(f"numpy array state: the data does not match shape {_short(shape)} of {dtype}")
+    if dtype.itemsize == 0:  # a zero-size dtype carries no data however many elements it names
+        ctx.budget.charge("named", numel, f"a numpy array of shape {_short(shape)}")
+
+
+def _copyreg_reconstructor(ctx: _Context, cls: Any, base: Any, state: Any) -> Any:
+    """copyreg._reconstructor (protocol 0/1 objects), limited to this load's stand-in classes."""
+    qualname = ctx.stand_in_name(cls)
     if qualname is None:
         raise pickle.UnpicklingError("copyreg._reconstructor is only allowed for stand-in classes")
     return PickledObject(qualname, () if base is object or state is None else (state,))
 
 
-_BUILTINS_ALLOWED = ("set", "frozenset", "list", "dict", "tuple", "slice", "complex", "range", "bytearray",
-                     "bytes", "int", "float", "str", "bool", "object")
+def _reconstruct_persistent(ctx: _Context, meta: Any) -> PickledObject:
+    """EG3D persistent class instance -> PickledObject(class_name, state=instance __dict__); source not run."""
+    if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("class_name"), str):
+        raise pickle.UnpicklingError("unsupported torch_utils.persistence record")
+    extra = {"persistent_version": meta.get("version"), "module_src": meta.get("module_src")}
+    return PickledObject(meta["class_name"], (), state=meta.get("state"), extra=extra)
 
 
-def _static_globals() -> dict[str, Any]:
-    g: dict[str, Any] = {
+def _load_from_bytes(ctx: _Context, data: Any) -> Any:
+    """torch.storage._load_from_bytes: the bytes are a nested torch.save stream (legacy or zip)."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise pickle.UnpicklingError("_load_from_bytes expects bytes")
+    if ctx.stream_depth >= MAX_STREAM_NESTING:
+        raise LoadLimitError(f"it nests torch.save streams more than {MAX_STREAM_NESTING} deep", ctx.source)
+    ctx.stream_depth += 1
+    try:
+        return _load_torch_bytes(bytes(data), ctx)
+    finally:
+        ctx.stream_depth -= 1
+
+
+def _loader_functions() -> dict[str, Callable[..., Any]]:
+    """Global name -> our implementation (taking the load's context first) for every allowed function."""
+    fns: dict[str, Callable[..., Any]] = {
         "torch._utils._rebuild_tensor": _rebuild_tensor,
         "torch._utils._rebuild_tensor_v2": _rebuild_tensor_v2,
         "torch._utils._rebuild_tensor_v3": _rebuild_tensor_v3,
         "torch._utils._rebuild_parameter": _rebuild_parameter,
         "torch._utils._rebuild_parameter_with_state": _rebuild_parameter_with_state,
         "torch._tensor._rebuild_from_type_v2": _rebuild_from_type_v2,
+        "torch.storage._load_from_bytes": _load_from_bytes,
+        "copyreg._reconstructor": _copyreg_reconstructor,
+        "_codecs.encode": _codecs_encode,
+        "numpy.dtype": _np_dtype,
+        _PERSISTENT_RECONSTRUCT: _reconstruct_persistent,  # resolvable only when allowed as a stand-in
+    }
+    for mod in ("numpy.core", "numpy._core"):
+        fns[f"{mod}.multiarray._reconstruct"] = _np_reconstruct
+        fns[f"{mod}.multiarray.scalar"] = _np_scalar
+        fns[f"{mod}.numeric._frombuffer"] = _np_frombuffer
+    return fns
+
+
+_LOADER_FUNCTIONS = _loader_functions()
+
+# Builtin classes a pickle may call, with plain-data arguments only. Scalars take scalars (str() of a
+# container of shared containers would expand it); bytes/bytearray count an int argument as a size.
+_SCALAR_TYPES = (type(None), bool, int, float, complex, str, bytes, bytearray)
+_SCALAR_CLASSES = frozenset({int, float, complex, str, bool, slice, range, object, torch.device})
+_SIZED_BY_INT = frozenset({bytes, bytearray})
+_KEYED_CLASSES = frozenset({set, frozenset, dict, OrderedDict})
+_BUILTIN_CLASSES: dict[type, str] = {
+    **{getattr(builtins, n): f"builtins.{n}" for n in ("set", "frozenset", "list", "dict", "tuple", "slice", "complex",
+                                                       "range", "bytearray", "bytes", "int", "float", "str", "bool",
+                                                       "object")},
+    torch.device: "torch.device",
+    torch.Size: "torch.Size",
+    OrderedDict: "collections.OrderedDict",
+}
+
+
+def _shared_globals() -> dict[str, Any]:
+    """The immutable objects every load may share: builtin classes, markers, storage types, torch dtypes."""
+    g: dict[str, Any] = {name: cls for cls, name in _BUILTIN_CLASSES.items()}
+    g.update({
         "torch._tensor.Tensor": _TENSOR_MARKER,
         "torch.tensor.Tensor": _TENSOR_MARKER,  # pre-1.8 module name of torch.Tensor
         "torch.Tensor": _TENSOR_MARKER,
         "torch.nn.parameter.Parameter": _PARAMETER_MARKER,
-        "torch.device": torch.device,
-        "torch.Size": torch.Size,
-        "collections.OrderedDict": OrderedDict,
-        "copyreg._reconstructor": _copyreg_reconstructor,
-        "_codecs.encode": _codecs_encode,
-        "numpy.ndarray": np.ndarray,
-        "numpy.dtype": np.dtype,
-    }
-    for mod in ("numpy.core", "numpy._core"):
-        g[f"{mod}.multiarray._reconstruct"] = _np_reconstruct
-        g[f"{mod}.multiarray.scalar"] = _np_scalar
-        g[f"{mod}.numeric._frombuffer"] = _np_frombuffer
-    for name in _BUILTINS_ALLOWED:
-        g[f"builtins.{name}"] = getattr(builtins, name)  # data constructors only; no getattr/eval/open
+        "numpy.ndarray": np.ndarray,  # a tag for numpy's _reconstruct; calling it is refused
+    })
     for name, dtype in _STORAGE_DTYPES.items():
+        storage_type = _StorageType(f"torch.{name}", dtype)
         for mod in ("torch", "torch.cuda"):  # legacy files from GPU runs name torch.cuda.*Storage
-            g[f"{mod}.{name}"] = _StorageType(name, dtype)
+            g[f"{mod}.{name}"] = storage_type
+    untyped = _StorageType("torch.UntypedStorage", torch.uint8)
     for full in ("torch.UntypedStorage", "torch.storage.UntypedStorage", "torch._UntypedStorage",
                  "torch.storage._UntypedStorage"):
-        g[full] = _StorageType("UntypedStorage", torch.uint8)
+        g[full] = untyped
     # dtypes/layouts/memory formats pickle as module attributes, e.g. the global 'torch.float32'.
     for name in dir(torch):
         value = getattr(torch, name, None)
@@ -436,50 +626,63 @@ def _static_globals() -> dict[str, Any]:
     return g
 
 
-_STATIC_GLOBALS: dict[str, Any] | None = None
+_SHARED_GLOBALS = _shared_globals()
 _MODULE_ALIASES = {"__builtin__": "builtins", "copy_reg": "copyreg"}  # Python 2 names
-_STAND_IN_TYPES: dict[str, type] = {}
 
 
-def _stand_in_type(qualname: str) -> type:
+def _new_stand_in_type(qualname: str) -> type:
     """A class object for ``qualname`` whose construction yields a PickledObject.
 
-    It has to be a real type because the C unpickler's NEWOBJ refuses anything else; ``__new__`` returns a
-    PickledObject, so no ``__init__`` ever runs.
+    It has to be a real type because NEWOBJ takes a class; ``__new__`` returns a PickledObject, so no
+    ``__init__`` ever runs. Each load makes its own (a class is mutable; the next load must not see it).
     """
-    cls = _STAND_IN_TYPES.get(qualname)
-    if cls is None:
-        def __new__(cls: type, *args: Any, **kwargs: Any) -> PickledObject:
-            return PickledObject(cls._pickled_qualname, args, kwargs=kwargs)
+    def __new__(cls: type, *args: Any, **kwargs: Any) -> PickledObject:
+        return PickledObject(qualname, args, kwargs=kwargs)
 
-        cls = type(qualname.rpartition(".")[2] or qualname, (),
-                   {"__new__": __new__, "_pickled_qualname": qualname, "__module__": __name__})
-        _STAND_IN_TYPES[qualname] = cls
-    return cls
+    return type(qualname.rpartition(".")[2] or qualname, (), {"__new__": __new__, "__module__": __name__})
 
 
-def _plain_dict_type(qualname: str) -> type:
+def _new_plain_dict_type(qualname: str) -> type:
     def __new__(cls: type, *args: Any, **kwargs: Any) -> dict:
         return dict(*args, **kwargs)
 
     return type(qualname.rpartition(".")[2], (), {"__new__": __new__, "__module__": __name__})
 
 
-def _reconstruct_persistent(meta: Any) -> PickledObject:
-    """EG3D persistent class instance -> PickledObject(class_name, state=instance __dict__); source not run."""
-    if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("class_name"), str):
-        raise pickle.UnpicklingError("unsupported torch_utils.persistence record")
-    extra = {"persistent_version": meta.get("version"), "module_src": meta.get("module_src")}
-    return PickledObject(meta["class_name"], (), state=meta.get("state"), extra=extra)
+def _describe(obj: Any, stand_in_name: str | None = None) -> str:
+    """What a pickle tried to call or write into, for error messages (``stand_in_name``: the official name
+    of one of the load's stand-in classes)."""
+    if stand_in_name is not None:
+        return f"{stand_in_name} (a stand-in class)"
+    if isinstance(obj, PickledObject):
+        return f"the result of {obj.qualname}({', '.join(_short(a) for a in obj.args[:3])})"
+    if isinstance(obj, (_Callable, _Marker, _StorageType)):
+        return obj.name
+    if isinstance(obj, type):
+        name = _BUILTIN_CLASSES.get(obj)
+        return name or f"{obj.__module__}.{obj.__qualname__}"
+    return f"a {type(obj).__name__} object"
 
 
 # ---------------------------------------------------------------------------------------------------
-# The restricted unpickler
+# The per-file policy: what one load may reference, call and write into
 # ---------------------------------------------------------------------------------------------------
+_STATE_TARGETS: dict[str, tuple[type, ...]] = {
+    "BUILD": (PickledObject, OrderedDict, np.ndarray),
+    "APPEND": (list, PickledObject),
+    "APPENDS": (list, PickledObject),
+    "SETITEM": (dict, OrderedDict, PickledObject),
+    "SETITEMS": (dict, OrderedDict, PickledObject),
+    "ADDITEMS": (set,),
+}
+
+
 class _Context:
-    """Options shared by every pickle read while loading one file (including nested storage blobs)."""
+    """Options and state shared by every pickle read while loading one file (including nested storage
+    blobs): the allow-list resolution, the per-load objects it hands out, the allocation budget, and the
+    :class:`~aware3d.io.pickle_vm.UnpicklePolicy` methods the unpickler asks before calls and writes."""
 
-    def __init__(self, stand_ins: Iterable[str], map_location: MapLocation, source: str) -> None:
+    def __init__(self, stand_ins: Iterable[str], map_location: MapLocation, source: str, file_bytes: int) -> None:
         if isinstance(stand_ins, str):  # a lone string would otherwise be split into characters
             stand_ins = (stand_ins,)
         names = [s for s in stand_ins if s]
@@ -487,120 +690,101 @@ class _Context:
         self.prefixes = tuple(s for s in names if s.endswith(".")) + ("torch.nn.modules.",)
         self.map_location = map_location
         self.source = source
+        self.budget = AllocationBudget(file_bytes, source)
+        self.key_costs = KeyHashCosts(source)
         self.allow_tensor_types = False  # only the pre-0.4 tar format names torch.FloatTensor & co.
+        self.stream_depth = 0
+        self.fresh_dtypes: dict[int, np.dtype] = {}  # dtypes this load made (kept alive so ids stay unique)
+        self.callables = {name: _Callable(name, partial(fn, self)) for name, fn in _LOADER_FUNCTIONS.items()}
+        self._stand_in_types: dict[str, type] = {}
+        self._stand_in_names: dict[type, str] = {}
 
     def is_stand_in(self, full: str) -> bool:
         return full in self.exact or full.startswith(self.prefixes)
 
+    def stand_in_name(self, cls: Any) -> str | None:
+        """The qualified name of one of this load's stand-in classes (None for anything else)."""
+        return self._stand_in_names.get(cls) if isinstance(cls, type) else None
+
+    def _stand_in(self, full: str) -> type:
+        cls = self._stand_in_types.get(full)
+        if cls is None:
+            cls = (_new_plain_dict_type if full in _PLAIN_DICT_CLASSES else _new_stand_in_type)(full)
+            self._stand_in_types[full] = cls
+            self._stand_in_names[cls] = full
+        return cls
+
     def resolve(self, module: str, name: str) -> tuple[str, Any]:
         """(normalised name, safe object); the object is None when the global is refused."""
-        global _STATIC_GLOBALS
-        if _STATIC_GLOBALS is None:
-            _STATIC_GLOBALS = _static_globals()
         module = _MODULE_ALIASES.get(module, module)
         full = f"{module}.{name}"
-        if full in _STATIC_GLOBALS:
-            return full, _STATIC_GLOBALS[full]
-        if full == "torch.storage._load_from_bytes":
-            return full, self._load_from_bytes
+        if full in _SHARED_GLOBALS:
+            return full, _SHARED_GLOBALS[full]
+        if full in self.callables and full != _PERSISTENT_RECONSTRUCT:
+            return full, self.callables[full]
         if self.allow_tensor_types and module in ("torch", "torch.cuda") and name.endswith("Tensor"):
-            return full, _Marker(full)
+            return full, _Marker(full)  # pre-0.4 tar files name torch.FloatTensor & co. as tags
         if self.is_stand_in(full):
-            if full == _PERSISTENT_RECONSTRUCT:
-                return full, _reconstruct_persistent
-            if full in _PLAIN_DICT_CLASSES:
-                return full, _plain_dict_type(full)
-            return full, _stand_in_type(full)
+            return full, self.callables[full] if full == _PERSISTENT_RECONSTRUCT else self._stand_in(full)
         return full, None
 
-    def _load_from_bytes(self, data: Any) -> Any:
-        """torch.storage._load_from_bytes: the bytes are a nested torch.save stream (legacy or zip)."""
-        if not isinstance(data, (bytes, bytearray)):
-            raise pickle.UnpicklingError("_load_from_bytes expects bytes")
-        return _load_torch_bytes(bytes(data), self)
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file: IO[bytes], ctx: _Context,
-                 persistent: Callable[[Any], Any] | None = None) -> None:
-        # latin1 decodes Python 2 str payloads (e.g. numpy buffers) losslessly; ASCII text is unchanged.
-        super().__init__(file, encoding="latin1")
-        self._ctx = ctx
-        self._persistent = persistent
-
-    def find_class(self, module: str, name: str) -> Any:
-        full, obj = self._ctx.resolve(module, name)
+    # -- UnpicklePolicy ------------------------------------------------------------------------------
+    def find(self, module: str, name: str) -> Any:
+        full, obj = self.resolve(module, name)
         if obj is None:
-            raise UnsafePickleError([full], self._ctx.source)
+            raise UnsafePickleError([full], self.source)
         return obj
 
-    def persistent_load(self, pid: Any) -> Any:
-        if self._persistent is None:
-            raise pickle.UnpicklingError("unexpected persistent id in a plain pickle")
-        return self._persistent(pid)
+    def call(self, callee: Any, args: tuple, kwargs: dict, opcode: str) -> Any:
+        if isinstance(callee, _Callable) and self.callables.get(callee.name) is callee:
+            return callee(*args, **kwargs)
+        if self.stand_in_name(callee) is not None:
+            return callee(*args, **kwargs)
+        if isinstance(callee, type) and callee in _BUILTIN_CLASSES:
+            self._check_builtin_call(callee, args, kwargs)
+            return callee.__new__(callee, *args, **kwargs) if opcode.startswith("NEWOBJ") else callee(*args, **kwargs)
+        what = _describe(callee, self.stand_in_name(callee))
+        raise UnsafePickleError([what], self.source, f"it calls {what} ({opcode}), which is not a function or class "
+                                                     "the loader allows (only allow-listed globals may be called)")
 
+    def _check_builtin_call(self, cls: type, args: tuple, kwargs: dict) -> None:
+        name = _BUILTIN_CLASSES[cls]
+        require_plain(name, args, kwargs, self.source)
+        if cls in _SCALAR_CLASSES and any(type(v) not in _SCALAR_TYPES for v in (*args, *kwargs.values())):
+            raise UnsafePickleError([name], self.source, f"it calls {name} with a container argument")
+        charge_plain_args(name, args, self.budget, sized_by_int=cls in _SIZED_BY_INT)
+        if cls in _KEYED_CLASSES:
+            for arg in args:
+                if type(arg) in (list, tuple):
+                    keys = arg if cls in (set, frozenset) else [p[0] for p in arg if type(p) in (tuple, list) and p]
+                    self.key_costs.check(keys)
 
-_STRING_OPS = frozenset({"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "STRING", "BINSTRING",
-                         "SHORT_BINSTRING"})
-_OTHER = object()
-_MARK = object()
+    def check_state_write(self, target: Any, opcode: str) -> None:
+        if type(target) in _STATE_TARGETS[opcode]:
+            return
+        if opcode == "BUILD" and self.fresh_dtypes.get(id(target)) is target:
+            return
+        what = _describe(target, self.stand_in_name(target))
+        raise UnsafePickleError([what], self.source,
+                                f"it writes pickled state ({opcode}) into {what}; only objects the file itself just "
+                                "built may take state (a shared object would carry it into every later load)")
 
+    def check_build_state(self, target: Any, state: Any) -> None:
+        if type(target) is np.ndarray:
+            _check_ndarray_state(self, state)
 
-def _scan_globals(stream: IO[bytes]) -> list[tuple[str, str]]:
-    """Every (module, name) a pickle references, read from its opcodes without executing anything.
-
-    STACK_GLOBAL takes its two names from the stack (often via the memo), so a light stack simulation
-    tracks which strings are on top. Names it cannot resolve are left to find_class at load time.
-    """
-    stack: list[Any] = []
-    memo: dict[int, Any] = {}
-    found: list[tuple[str, str]] = []
-    try:
-        for op, arg, _pos in pickletools.genops(stream):
-            kind = op.name
-            if kind in ("GLOBAL", "INST"):
-                module, _, name = str(arg).partition(" ")
-                found.append((module, name))
-            elif kind == "STACK_GLOBAL":
-                name = stack.pop() if stack else _OTHER
-                module = stack.pop() if stack else _OTHER
-                if isinstance(module, str) and isinstance(name, str):
-                    found.append((module, name))
-                stack.append(_OTHER)
-                continue
-            if kind == "MARK":
-                stack.append(_MARK)
-            elif kind == "MEMOIZE":
-                memo[len(memo)] = stack[-1] if stack else _OTHER
-            elif kind in ("PUT", "BINPUT", "LONG_BINPUT"):
-                memo[int(arg)] = stack[-1] if stack else _OTHER
-            elif kind in ("GET", "BINGET", "LONG_BINGET"):
-                stack.append(memo.get(int(arg), _OTHER))
-            else:
-                before = op.stack_before
-                if pickletools.markobject in before:
-                    # Pops everything above the last MARK, the MARK, and the items listed before it.
-                    mark = max((i for i, v in enumerate(stack) if v is _MARK), default=0)
-                    del stack[max(mark - before.index(pickletools.markobject), 0):]
-                elif before:
-                    del stack[max(len(stack) - len(before), 0):]
-                if kind in _STRING_OPS:
-                    stack.append(arg)
-                else:
-                    stack.extend([_OTHER] * len(op.stack_after))
-    except ValueError as exc:  # genops: truncated or malformed stream
-        raise pickle.UnpicklingError(f"malformed pickle: {exc}") from exc
-    return found
+    def check_keys(self, keys: Iterable[Any]) -> None:
+        self.key_costs.check(keys)
 
 
 def _restricted_load(stream: IO[bytes], ctx: _Context, persistent: Callable[[Any], Any] | None = None) -> Any:
     """Scan one pickle at the stream's position, refuse it if any global is disallowed, else unpickle it."""
     start = stream.tell()
-    refused = [full for full, obj in (ctx.resolve(m, n) for m, n in _scan_globals(stream)) if obj is None]
+    refused = [full for full, obj in (ctx.resolve(m, n) for m, n in scan_globals(stream, ctx.source)) if obj is None]
     if refused:
         raise UnsafePickleError(refused, ctx.source)
     stream.seek(start)
-    return _RestrictedUnpickler(stream, ctx, persistent).load()
+    return PolicyUnpickler(stream, ctx, persistent).load()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -612,43 +796,59 @@ def _storage_dtype(storage_type: Any) -> torch.dtype:
     return storage_type.dtype
 
 
+def _read_zip_member(zf: zipfile.ZipFile, name: str, nbytes: int, ctx: _Context) -> bytes:
+    """The first ``nbytes`` of member ``name``, refused before inflating anything when its declared size
+    is smaller (truncated) or when ``nbytes`` would overflow the load's budget."""
+    info = zf.getinfo(name)
+    if info.file_size < nbytes:
+        raise pickle.UnpicklingError(f"{ctx.source}: zip member {name} holds {info.file_size} bytes, "
+                                     f"its record declares {nbytes}")
+    ctx.budget.charge("inflated", nbytes, f"zip member {name}")
+    with zf.open(info) as fh:
+        raw = fh.read(nbytes)
+    if len(raw) != nbytes:
+        raise pickle.UnpicklingError(f"{ctx.source}: zip member {name} is truncated")
+    return raw
+
+
 def _load_zip(data: bytes, ctx: _Context) -> Any:
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        names = zf.namelist()
+        names = set(zf.namelist())
         pkl = [n for n in names if n.endswith("data.pkl") and n.count("/") <= 1]
-        if not pkl:
-            raise pickle.UnpicklingError(f"{ctx.source}: zip archive without data.pkl (not a torch.save file)")
+        if len(pkl) != 1:
+            raise pickle.UnpicklingError(f"{ctx.source}: zip archive with {len(pkl)} data.pkl records; a torch.save "
+                                         "file has exactly one")
         prefix = pkl[0][: -len("data.pkl")]
         if f"{prefix}constants.pkl" in names:
             raise pickle.UnpicklingError(f"{ctx.source} is a TorchScript archive, not a torch.save file")
         order_name = f"{prefix}byteorder"
         # Files written before the byteorder record existed come from little-endian machines.
-        file_little = zf.read(order_name).decode().strip() != "big" if order_name in names else True
+        file_little = True
+        if order_name in names:
+            file_little = _read_zip_member(zf, order_name, min(zf.getinfo(order_name).file_size, 16), ctx) != b"big"
         loaded: dict[str, _Storage] = {}
 
         def persistent_load(pid: Any) -> _Storage:
             if not isinstance(pid, tuple) or len(pid) < 5 or _ascii(pid[0]) != "storage":
-                raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.80}")
+                raise pickle.UnpicklingError(f"unsupported persistent id {_short(pid)}")
             storage_type, key, location, numel = pid[1:5]
             dtype = _storage_dtype(storage_type)
-            key = str(_ascii(key))
+            key = _record_key(key, "storage key")
             if key in loaded:
                 return loaded[key] if loaded[key].dtype == dtype else _Storage(loaded[key].untyped, dtype)
             nbytes = _check_int(numel, "storage numel") * dtype.itemsize
             record = f"{prefix}data/{key}"
             if record not in names:
                 raise pickle.UnpicklingError(f"{ctx.source}: missing storage record {record}")
-            raw = zf.read(record)
-            if len(raw) < nbytes:
-                raise pickle.UnpicklingError(f"{ctx.source}: storage {key} has {len(raw)} bytes, expected {nbytes}")
-            raw = raw[:nbytes]
+            raw = _read_zip_member(zf, record, nbytes, ctx)
             if file_little != (sys.byteorder == "little"):
                 raw = _byteswap(raw, dtype)
             device = resolve_location(location, ctx.map_location)
             loaded[key] = _Storage(_untyped_from_bytes(raw, device), dtype)
             return loaded[key]
 
-        return _restricted_load(io.BytesIO(zf.read(pkl[0])), ctx, persistent_load)
+        pickle_bytes = _read_zip_member(zf, pkl[0], zf.getinfo(pkl[0]).file_size, ctx)
+        return _restricted_load(io.BytesIO(pickle_bytes), ctx, persistent_load)
 
 
 def _load_legacy_stream(data: bytes, ctx: _Context) -> Any:
@@ -663,30 +863,35 @@ def _load_legacy_stream(data: bytes, ctx: _Context) -> Any:
     order = "little" if not isinstance(sys_info, dict) or sys_info.get("little_endian", True) else "big"
     roots: dict[str, _Storage] = {}
     views: dict[str, _Storage] = {}
+    claimed = [0]  # bytes all storages claim so far; they must all follow in the stream
 
     def persistent_load(pid: Any) -> Any:
         if not isinstance(pid, tuple) or not pid:
-            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.80}")
+            raise pickle.UnpicklingError(f"unsupported persistent id {_short(pid)}")
         typename = _ascii(pid[0])
         if typename == "module":  # ('module', class, source_file, source): the class (a stand-in)
             return pid[1]
         if typename != "storage" or len(pid) < 6:
-            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.80}")
+            raise pickle.UnpicklingError(f"unsupported persistent id {_short(pid)}")
         storage_type, root_key, location, numel, view_metadata = pid[1:6]
         dtype = _storage_dtype(storage_type)
-        root_key = str(_ascii(root_key))
+        root_key = _record_key(root_key, "storage key")
         if root_key not in roots:
             # Raw bytes follow the pickle; allocate now and fill in place afterwards (tensors share it).
             nbytes = _check_int(numel, "storage numel") * dtype.itemsize
-            if not 0 <= nbytes <= len(data):  # the bytes must be in the stream; refuse absurd allocations
-                raise pickle.UnpicklingError(f"{ctx.source}: storage {root_key} claims {nbytes} bytes")
+            if nbytes < 0 or claimed[0] + nbytes > len(data):  # the bytes must be in the stream
+                raise pickle.UnpicklingError(f"{ctx.source}: storage {root_key} claims {nbytes} bytes, more than "
+                                             f"the {len(data)}-byte stream holds")
+            claimed[0] += nbytes
             device = resolve_location(location, ctx.map_location)
             roots[root_key] = _Storage(torch.UntypedStorage(nbytes, device=device), dtype)
         root = roots[root_key]
         if view_metadata is None:
             return root if root.dtype == dtype else _Storage(root.untyped, dtype)
+        if not isinstance(view_metadata, tuple) or len(view_metadata) != 3:
+            raise pickle.UnpicklingError(f"{ctx.source}: malformed storage view {_short(view_metadata)}")
         view_key, offset, _view_size = view_metadata
-        view_key = str(_ascii(view_key))
+        view_key = _record_key(view_key, "storage view key")
         if view_key not in views:
             views[view_key] = _Storage(root.untyped, dtype, _check_int(offset, "view offset") * dtype.itemsize)
         return views[view_key]
@@ -696,94 +901,191 @@ def _load_legacy_stream(data: bytes, ctx: _Context) -> Any:
     if not isinstance(keys, list):
         raise pickle.UnpicklingError(f"{ctx.source}: malformed storage key list")
     for key in keys:
-        storage = roots.get(str(_ascii(key)))
-        if storage is None:
-            raise pickle.UnpicklingError(f"{ctx.source}: storage {key!r} listed but never referenced")
-        header = f.read(8)
-        if len(header) != 8:
-            raise pickle.UnpicklingError(f"{ctx.source}: truncated storage data")
-        nbytes = int.from_bytes(header, order, signed=True) * storage.dtype.itemsize
-        if nbytes != storage.untyped.nbytes():
-            raise pickle.UnpicklingError(f"{ctx.source}: storage {key!r} size does not match its record")
-        raw = f.read(nbytes)
-        if len(raw) != nbytes:
-            raise pickle.UnpicklingError(f"{ctx.source}: truncated storage data")
-        if (order == "little") != (sys.byteorder == "little"):
-            raw = _byteswap(raw, storage.dtype)
-        if nbytes:
-            storage.untyped.copy_(_untyped_from_bytes(raw, torch.device("cpu")))
+        _fill_legacy_storage(f, roots.get(_record_key(key, "storage key")), key, order, ctx)
     return result
+
+
+def _fill_legacy_storage(f: io.BytesIO, storage: _Storage | None, key: Any, order: str, ctx: _Context) -> None:
+    """Copy one raw storage record of a legacy stream (8-byte element count + bytes) into its storage."""
+    if storage is None:
+        raise pickle.UnpicklingError(f"{ctx.source}: storage {_short(key)} listed but never referenced")
+    header = f.read(8)
+    if len(header) != 8:
+        raise pickle.UnpicklingError(f"{ctx.source}: truncated storage data")
+    nbytes = int.from_bytes(header, order, signed=True) * storage.dtype.itemsize
+    if nbytes != storage.untyped.nbytes():
+        raise pickle.UnpicklingError(f"{ctx.source}: storage {_short(key)} size does not match its record")
+    raw = f.read(nbytes)
+    if len(raw) != nbytes:
+        raise pickle.UnpicklingError(f"{ctx.source}: truncated storage data")
+    if (order == "little") != (sys.byteorder == "little"):
+        raw = _byteswap(raw, storage.dtype)
+    if nbytes:
+        storage.untyped.copy_(_untyped_from_bytes(raw, torch.device("cpu")))
 
 
 def _int_key(key: Any) -> Any:
     key = _ascii(key)
+    if type(key) not in (str, int):
+        raise pickle.UnpicklingError(f"legacy tar key must be a string or an int, got {type(key).__name__}")
     try:
         return int(key)
-    except (TypeError, ValueError):
+    except ValueError:
         return key
+
+
+def _tar_member(tar: tarfile.TarFile, name: str, data_len: int, ctx: _Context) -> io.BytesIO:
+    """A regular member's bytes; sparse members (whose holes read as zeros of any declared size) and
+    members larger than the archive are refused before reading."""
+    try:
+        info = tar.getmember(name)
+    except KeyError:
+        raise pickle.UnpicklingError(f"{ctx.source}: tar member {name} missing") from None
+    if not info.isfile() or info.issparse() or info.size > data_len:
+        raise pickle.UnpicklingError(f"{ctx.source}: tar member {name} is not a plain file of at most {data_len} bytes")
+    fh = tar.extractfile(info)
+    if fh is None:
+        raise pickle.UnpicklingError(f"{ctx.source}: tar member {name} missing")
+    return io.BytesIO(fh.read())
+
+
+def _read_exact(f: io.BytesIO, n: int, ctx: _Context) -> bytes:
+    raw = f.read(n)
+    if len(raw) != n:
+        raise pickle.UnpicklingError(f"{ctx.source}: truncated legacy tar member")
+    return raw
+
+
+def _legacy_tar_storages(f: io.BytesIO, ctx: _Context, objs: dict[Any, Any]) -> None:
+    for _ in range(_check_int(_restricted_load(f, ctx), "storage count")):
+        key, location, storage_type = _restricted_load(f, ctx)
+        dtype = _storage_dtype(storage_type)
+        (numel,) = struct.unpack("<q", _read_exact(f, 8, ctx))
+        raw = _read_exact(f, numel * dtype.itemsize, ctx)
+        device = resolve_location(location, ctx.map_location)
+        objs[_int_key(key)] = _Storage(_untyped_from_bytes(raw, device), dtype)
+    for target, root_key, offset, _numel in _restricted_load(f, ctx):
+        root = objs[_int_key(root_key)]
+        objs[_int_key(target)] = _Storage(root.untyped, root.dtype,
+                                          root.byte_offset + _check_int(offset, "view offset") * root.dtype.itemsize)
+
+
+def _legacy_tar_tensors(f: io.BytesIO, ctx: _Context, objs: dict[Any, Any]) -> None:
+    ctx.allow_tensor_types = True  # records name the tensor class (torch.FloatTensor), used as a tag only
+    try:
+        count = _check_int(_restricted_load(f, ctx), "tensor count")
+        for _ in range(count):
+            key, storage_id, _tensor_type = _restricted_load(f, ctx)
+            (ndim,) = struct.unpack("<i", _read_exact(f, 4, ctx))
+            _read_exact(f, 4, ctx)  # ndim was once written as 8 bytes
+            size = struct.unpack(f"<{ndim}q", _read_exact(f, 8 * ndim, ctx))
+            stride = struct.unpack(f"<{ndim}q", _read_exact(f, 8 * ndim, ctx))
+            (offset,) = struct.unpack("<q", _read_exact(f, 8, ctx))
+            objs[_int_key(key)] = _tensor_on(ctx, objs[_int_key(storage_id)], offset, size, stride)
+    finally:
+        ctx.allow_tensor_types = False
 
 
 def _load_legacy_tar(data: bytes, ctx: _Context) -> Any:
     """The pre-0.4 tar container: 'storages', 'tensors' and 'pickle' members (raw data little-endian)."""
     objs: dict[Any, Any] = {}
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
-        def member(name: str) -> io.BytesIO:
-            fh = tar.extractfile(name)
-            if fh is None:
-                raise pickle.UnpicklingError(f"{ctx.source}: tar member {name} missing")
-            return io.BytesIO(fh.read())
-
-        def read_exact(f: io.BytesIO, n: int) -> bytes:
-            raw = f.read(n)
-            if len(raw) != n:
-                raise pickle.UnpicklingError(f"{ctx.source}: truncated legacy tar member")
-            return raw
-
-        f = member("storages")
-        for _ in range(_check_int(_restricted_load(f, ctx), "storage count")):
-            key, location, storage_type = _restricted_load(f, ctx)
-            dtype = _storage_dtype(storage_type)
-            (numel,) = struct.unpack("<q", read_exact(f, 8))
-            raw = read_exact(f, numel * dtype.itemsize)
-            device = resolve_location(location, ctx.map_location)
-            objs[_int_key(key)] = _Storage(_untyped_from_bytes(raw, device), dtype)
-        for target, root_key, offset, _numel in _restricted_load(f, ctx):
-            root = objs[_int_key(root_key)]
-            objs[_int_key(target)] = _Storage(root.untyped, root.dtype,
-                                              root.byte_offset + _check_int(offset, "view offset") * root.dtype.itemsize)
-
-        f = member("tensors")
-        ctx.allow_tensor_types = True  # records name the tensor class (torch.FloatTensor), used as a tag only
-        try:
-            count = _check_int(_restricted_load(f, ctx), "tensor count")
-            for _ in range(count):
-                key, storage_id, _tensor_type = _restricted_load(f, ctx)
-                (ndim,) = struct.unpack("<i", read_exact(f, 4))
-                read_exact(f, 4)  # ndim was once written as 8 bytes
-                size = struct.unpack(f"<{ndim}q", read_exact(f, 8 * ndim))
-                stride = struct.unpack(f"<{ndim}q", read_exact(f, 8 * ndim))
-                (offset,) = struct.unpack("<q", read_exact(f, 8))
-                objs[_int_key(key)] = _tensor_on(objs[_int_key(storage_id)], offset, size, stride)
-        finally:
-            ctx.allow_tensor_types = False
+        _legacy_tar_storages(_tar_member(tar, "storages", len(data), ctx), ctx, objs)
+        _legacy_tar_tensors(_tar_member(tar, "tensors", len(data), ctx), ctx, objs)
 
         def persistent_load(pid: Any) -> Any:
             if isinstance(pid, tuple):  # (class, source_file, source) of a module container
                 return pid[0]
             key = _int_key(pid)
             if key not in objs:
-                raise pickle.UnpicklingError(f"{ctx.source}: unknown persistent id {pid!r:.80}")
+                raise pickle.UnpicklingError(f"{ctx.source}: unknown persistent id {_short(pid)}")
             return objs[key]
 
-        return _restricted_load(member("pickle"), ctx, persistent_load)
+        return _restricted_load(_tar_member(tar, "pickle", len(data), ctx), ctx, persistent_load)
+
+
+# Errors a malformed container raises outside the unpickler (bad zip/tar structure, records of the wrong
+# shape, sizes torch refuses): reported as an UnpicklingError that names the file.
+_MALFORMED = (zipfile.BadZipFile, zipfile.LargeZipFile, tarfile.TarError, struct.error, EOFError, ValueError,
+              TypeError, KeyError, IndexError, RuntimeError, OverflowError, NotImplementedError)
+
+
+@contextlib.contextmanager
+def _malformed_as_unpickling_error(source: str) -> Iterator[None]:
+    """Report a malformed file as an UnpicklingError that names it (refusals name it already)."""
+    try:
+        yield
+    except UnsafePickleError:
+        raise
+    except pickle.UnpicklingError as exc:
+        if source in str(exc):
+            raise
+        raise pickle.UnpicklingError(f"{source}: {exc}") from None
+    except _MALFORMED as exc:
+        raise pickle.UnpicklingError(f"{source}: malformed checkpoint ({type(exc).__name__}: {exc})") from None
 
 
 def _load_torch_bytes(data: bytes, ctx: _Context) -> Any:
-    if data[:4] == b"PK\x03\x04":
-        return _load_zip(data, ctx)
-    if data[257:262] == b"ustar":  # POSIX/PAX tar header magic
-        return _load_legacy_tar(data, ctx)
-    return _load_legacy_stream(data, ctx)
+    with _malformed_as_unpickling_error(ctx.source):
+        if data[:4] == b"PK\x03\x04":
+            return _load_zip(data, ctx)
+        if data[257:262] == b"ustar":  # POSIX/PAX tar header magic
+            return _load_legacy_tar(data, ctx)
+        return _load_legacy_stream(data, ctx)
+
+
+def _children(obj: Any) -> Any:
+    """What a walk of a loaded object descends into (None for a leaf: tensors, strings, numbers, ...)."""
+    if type(obj) is PickledObject:
+        return (obj.args, obj.state, obj.kwargs, obj.listitems, obj.dictitems)
+    if isinstance(obj, dict):
+        return [*obj.keys(), *obj.values()]
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return obj
+    return None
+
+
+def expanded_size(root: Any, limit: int) -> int:
+    """How many objects a recursive walk of ``root`` visits when it expands shared objects at every
+    reference but stops at objects already on its path (as ``named_tensors``, ``json.dumps`` or a config
+    converter do), computed in time linear in the number of distinct objects; counting stops past ``limit``.
+
+    Shared objects make that count exponential in a pickle's size (``l2 = [l1, l1]``, ``l3 = [l2, l2]``...).
+    """
+    kids = _children(root)
+    if kids is None:
+        return 1
+    done: dict[int, int] = {}
+    on_path = {id(root)}
+    frames: list[tuple[Any, Iterator[Any], list[int]]] = [(root, iter(kids), [1])]
+    while frames:
+        obj, items, count = frames[-1]
+        for child in items:
+            if id(child) in done:
+                count[0] += done[id(child)]
+            elif id(child) in on_path or (grandkids := _children(child)) is None:
+                count[0] += 1
+            else:
+                on_path.add(id(child))
+                frames.append((child, iter(grandkids), [1]))
+                break
+            if count[0] > limit:
+                return count[0]
+        else:
+            frames.pop()
+            on_path.discard(id(obj))
+            done[id(obj)] = count[0]
+            if frames:
+                frames[-1][2][0] += count[0]
+    return done[id(root)]
+
+
+def _checked_expansion(result: Any, ctx: _Context) -> Any:
+    limit = max(MAX_EXPANDED_OBJECTS, ctx.budget.file_bytes // 16)
+    if expanded_size(result, limit) > limit:
+        raise LoadLimitError(f"its objects expand to more than {limit:,} when walked (objects shared under many "
+                             "names, nested into each other)", ctx.source)
+    return result
 
 
 def _read_all(path: PathOrFile) -> tuple[bytes, str]:
@@ -803,10 +1105,13 @@ def load_torch_file(path: PathOrFile, stand_ins: Iterable[str] = (), map_locatio
     tagged 'cuda:N'); Parameters come back as ``nn.Parameter``. Views keep sharing their storage.
 
     Raises:
-        UnsafePickleError: the file references globals outside the allow-list and ``stand_ins``.
+        UnsafePickleError: the file references globals outside the allow-list and ``stand_ins``, or tries
+            to call or write into something it may not (:class:`LoadLimitError`: asks for too much memory).
+        pickle.UnpicklingError: the file is truncated or malformed.
     """
     data, source = _read_all(path)
-    return _load_torch_bytes(data, _Context(stand_ins, map_location, source))
+    ctx = _Context(stand_ins, map_location, source, len(data))
+    return _checked_expansion(_load_torch_bytes(data, ctx), ctx)
 
 
 def load_pickle_file(path: PathOrFile, stand_ins: Iterable[str] = (), map_location: MapLocation = "cpu") -> Any:
@@ -819,7 +1124,10 @@ def load_pickle_file(path: PathOrFile, stand_ins: Iterable[str] = (), map_locati
     ``extra['module_src']``; ``dnnlib.util.EasyDict`` (when allowed) becomes a plain dict.
 
     Raises:
-        UnsafePickleError: the file references globals outside the allow-list and ``stand_ins``.
+        UnsafePickleError: as :func:`load_torch_file`.
+        pickle.UnpicklingError: the file is truncated or malformed.
     """
     data, source = _read_all(path)
-    return _restricted_load(io.BytesIO(data), _Context(stand_ins, map_location, source))
+    ctx = _Context(stand_ins, map_location, source, len(data))
+    with _malformed_as_unpickling_error(source):
+        return _checked_expansion(_restricted_load(io.BytesIO(data), ctx), ctx)

@@ -4,7 +4,9 @@ Importers are chosen by what a file holds, never by its suffix (pi-GAN, ShadeGAN
 ``.pth``; EG3D and EpiGRAF both write ``.pkl``). :func:`summarize_file` reads the container type, every
 global name the (top-level) pickle references and its short string constants, from the pickle opcodes
 alone: nothing is unpickled, no tensor is rebuilt, no code runs. Each family's importer then decides from
-that summary whether the file is its own (a *sniffer*).
+that summary whether the file is its own (a *sniffer*). A file the restricted unpickler would refuse for its
+shape alone (objects nested too deep, a zip whose ``data.pkl`` would inflate past the loader's budget) raises
+:class:`~aware3d.io.unpickle_limits.LoadLimitError` here already, naming it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .safe_unpickle import _scan_globals
+from .pickle_vm import scan_globals
+from .unpickle_limits import DEFAULT_SLACK, LoadLimitError, UnsafePickleError
 
 Container = Literal["torch-zip", "torchscript", "pickle", "unknown"]
 
@@ -54,7 +57,7 @@ def _strings(stream: io.BytesIO) -> set[str]:
     return {arg for _op, arg, _pos in pickletools.genops(stream) if isinstance(arg, str) and len(arg) <= MAX_STRING}
 
 
-def _pickle_contents(body: bytes) -> tuple[frozenset[str], frozenset[str]]:
+def _pickle_contents(body: bytes, source: str) -> tuple[frozenset[str], frozenset[str]]:
     """Globals and short strings of the pickles at the start of ``body``. A legacy ``torch.save`` stream
     is several pickles (magic number, protocol, system info, the object, storage keys) followed by raw
     storage bytes: pickles are read until the bytes stop being one."""
@@ -65,10 +68,12 @@ def _pickle_contents(body: bytes) -> tuple[frozenset[str], frozenset[str]]:
     while stream.tell() < len(body):
         start = stream.tell()
         try:
-            found.update(f"{m}.{n}" for m, n in _scan_globals(stream))
+            found.update(f"{m}.{n}" for m, n in scan_globals(stream, source))
             end = stream.tell()
             stream.seek(start)
             strings |= _strings(stream)
+        except UnsafePickleError:  # a pickle the loader would refuse (nested too deep): say so, naming the file
+            raise
         except (pickle.UnpicklingError, ValueError):
             if count == 0:
                 raise
@@ -89,15 +94,21 @@ def summarize_bytes(data: bytes, path: str | os.PathLike = "<bytes>") -> FileSum
             with zipfile.ZipFile(io.BytesIO(data)) as zf:
                 names = zf.namelist()
                 pkl = [n for n in names if n.endswith("data.pkl") and n.count("/") <= 1]
-                if not pkl:
+                if len(pkl) != 1:  # none, or several the loader could not choose between
                     return unknown
                 if pkl[0][: -len("data.pkl")] + "constants.pkl" in names:
                     return FileSummary(path, "torchscript", frozenset(), frozenset())
+                declared = zf.getinfo(pkl[0]).file_size
+                if declared > DEFAULT_SLACK:  # inflating it is what a zip bomb wants
+                    raise LoadLimitError(f"its {pkl[0]} declares {declared} bytes; a torch.save pickle holds "
+                                         "only the tensors' metadata", str(path))
                 body, container = zf.read(pkl[0]), "torch-zip"
-        except zipfile.BadZipFile:
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError):
             return unknown
     try:
-        found, strings = _pickle_contents(body)
+        found, strings = _pickle_contents(body, str(path))
+    except UnsafePickleError:
+        raise
     except (pickle.UnpicklingError, ValueError):
         return unknown
     return FileSummary(path, container, found, strings)

@@ -32,6 +32,8 @@ def apply_torch_ema(params: list[tuple[str, Tensor]], ema_path: Path) -> dict[st
             f"{ema_path} holds {len(shadow)} shadow tensors but the generator has {len(params)} parameters")
     out = {}
     for (name, p), s in zip(params, shadow):
+        if not isinstance(s, Tensor):
+            raise CheckpointMismatchError(f"{ema_path}: shadow entry for {name} is a {type(s).__name__}, not a tensor")
         if tuple(s.shape) != tuple(p.shape):
             raise CheckpointMismatchError(f"{ema_path}: shadow tensor for {name} is {tuple(s.shape)}, expected {tuple(p.shape)}")
         out[name] = s.detach()

@@ -30,8 +30,10 @@ from torch import Tensor, nn
 
 from ...io.keymap import CheckpointMismatchError, apply_key_map
 from ...io.pickled_modules import unknown_classes, unknown_classes_message
+from ...io.presize import build_bounded_by_weights
 from ...io.safe_unpickle import PickledObject, load_pickle_file
 from ...io.sniff import FileSummary
+from ..registry import choose_import_preset
 from .config import EG3D_PRESETS, EG3DConfig, eg3d_render
 from .discriminator import DualDiscriminator, DualDiscriminatorConfig
 from .generator import EG3DGenerator
@@ -163,14 +165,21 @@ def _clamp(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def guess_preset(rendering: dict, img_resolution: int) -> str:
-    """The preset whose camera and pose settings suit an imported model (by resolution and camera pivot)."""
-    pivot = [float(v) for v in rendering.get("avg_camera_pivot", (0, 0, 0.2))]
-    if img_resolution == 128 or float(rendering.get("avg_camera_radius", 2.7)) == 1.7:
-        return "eg3d-shapenet"
-    if abs(pivot[2] + 0.06) < 1e-6:
-        return "eg3d-afhq"
-    return "eg3d-ffhq"
+OFFICIAL_CONFIGS: dict[str, str] = {"eg3d-ffhq": "--cfg=ffhq", "eg3d-afhq": "--cfg=afhq", "eg3d-shapenet": "--cfg=shapenet"}
+"""The presets of the official ``train.py`` configs: what an official pickle may be."""
+
+
+def candidate_presets(rendering: dict, img_resolution: int) -> dict[str, str]:
+    """The official presets (-> their ``train.py --cfg``) a pickle fits: those whose camera orbit (radius and pivot,
+    which every ``--cfg`` sets apart) is the pickle's ``rendering_kwargs``'; all of them for a camera none has."""
+    radius = float(rendering.get("avg_camera_radius", 1.0))
+    pivot = [float(v) for v in rendering.get("avg_camera_pivot", (0.0, 0.0, 0.0))]
+
+    def fits(cfg: EG3DConfig) -> bool:
+        return abs(cfg.camera_radius - radius) < 1e-6 and all(abs(a - b) < 1e-6 for a, b in zip(cfg.camera_pivot, pivot))
+
+    found = {name: how for name, how in OFFICIAL_CONFIGS.items() if fits(EG3D_PRESETS[name])}
+    return found or dict(OFFICIAL_CONFIGS)
 
 
 def generator_config_from_pickle(root: PickledObject, where: str,
@@ -241,9 +250,9 @@ def generator_config_from_pickle(root: PickledObject, where: str,
     if "image_resolution" in r and int(r["image_resolution"]) != img_resolution:
         raise EG3DImportError(f"{where}: rendering_kwargs image_resolution {r['image_resolution']} != img_resolution "
                               f"{img_resolution}")
-    preset = preset or guess_preset(r, img_resolution)
-    if preset not in EG3D_PRESETS:
-        raise ValueError(f"unknown EG3D preset {preset!r}; valid: {', '.join(sorted(EG3D_PRESETS))}")
+    preset = choose_import_preset(where, "eg3d", EG3D_PRESETS, candidate_presets(r, img_resolution), preset,
+                                  f"an EG3D network with cameras at radius {r.get('avg_camera_radius')} around "
+                                  f"{r.get('avg_camera_pivot')}")
     background = "white" if r.get("white_back", False) else "black"
     render_kw = dict(near=float(r["ray_start"]), far=float(r["ray_end"]), samples=int(r["depth_resolution"]),
                      importance=int(r["depth_resolution_importance"]), background=background,
@@ -339,7 +348,7 @@ def build_generator(root: PickledObject, path: str, network: str = "G_ema", pres
         if not torch.equal(axes, expected):
             raise EG3DImportError(f"{where}: renderer.plane_axes differ from EG3D's generate_planes(); not supported")
     source = _source_tensors(root, where)
-    G = EG3DGenerator(config)
+    G = build_bounded_by_weights(lambda: EG3DGenerator(config), source, where)
     key_map, filters = key_map_for(G)
     derived = list(filters)
     if "dataset_label_std" not in source:
@@ -355,9 +364,10 @@ def build_generator(root: PickledObject, path: str, network: str = "G_ema", pres
 def build_discriminator(root: PickledObject, path: str) -> DualDiscriminator:
     """Our dual discriminator with the weights of a pickled ``DualDiscriminator`` (the ``D`` of file ``path``)."""
     where = f"{path} [D]"
-    D = DualDiscriminator(discriminator_config_from_pickle(root, where))
+    config, source = discriminator_config_from_pickle(root, where), _source_tensors(root, where)
+    D = build_bounded_by_weights(lambda: DualDiscriminator(config), source, where)
     key_map, filters = key_map_for(D)
-    apply_key_map(D, _source_tensors(root, where), key_map, derived=filters, what=where)
+    apply_key_map(D, source, key_map, derived=filters, what=where)
     return D.eval()
 
 
@@ -378,7 +388,8 @@ def import_official_eg3d(path: str | os.PathLike, network: str = "G_ema", preset
     Args:
         path: ``network-snapshot-*.pkl`` or a released ``*.pkl``.
         network: 'G_ema' (what the official scripts render) or 'G' (the training copy).
-        preset: camera/pose settings to attach (default: guessed from the rendering settings).
+        preset: camera/pose settings to attach (default: the official config whose camera orbit the pickle has;
+            required when it has none of theirs).
     """
     if network not in ("G_ema", "G"):
         raise ValueError(f"network must be 'G_ema' or 'G', got {network!r}")

@@ -36,9 +36,11 @@ from torch import Tensor, nn
 
 from ...io.keymap import CheckpointMismatchError, apply_key_map
 from ...io.pickled_modules import unknown_classes, unknown_classes_message
+from ...io.presize import build_bounded_by_weights
 from ...io.safe_unpickle import PickledObject, load_pickle_file, load_torch_file
 from ...io.sniff import FileSummary
 from ...nn.stylegan2.layers import is_resample_filter, nonstandard_resample_filters
+from ..registry import choose_import_preset
 from .config import EPIGRAF_PRESETS, EpiGRAFConfig, epigraf_render
 from .generator import EpiGRAFGenerator
 
@@ -165,15 +167,23 @@ def _lookup(root: dict, path: str, where: str) -> Any:
     return value
 
 
-def resolve_interpolations(value: Any, root: dict, where: str = "cfg", depth: int = 0) -> Any:
+_MAX_INTERPOLATED_CHARS = 65536
+"""Longest text an interpolation may produce: a real config's strings are short; a hostile ``${b}${b}`` chain
+doubles at every level."""
+
+
+def resolve_interpolations(value: Any, root: dict, where: str = "cfg", depth: int = 0,
+                           resolved: dict[str, Any] | None = None) -> Any:
     """``value`` with every ``${a.b}`` replaced by the (resolved) config value at that absolute path; a string that
-    is a single interpolation takes the value itself (a node, a number), others are concatenated as text."""
+    is a single interpolation takes the value itself (a node, a number), others are concatenated as text.
+    ``resolved`` memoises each path within one call, so shared references cost once (not exponentially)."""
+    resolved = {} if resolved is None else resolved
     if depth > 32:
         raise EpiGRAFImportError(f"{where}: interpolations nest too deep (a cycle?)")
     if isinstance(value, dict):
-        return {k: resolve_interpolations(v, root, f"{where}.{k}", depth) for k, v in value.items()}
+        return {k: resolve_interpolations(v, root, f"{where}.{k}", depth, resolved) for k, v in value.items()}
     if isinstance(value, list):
-        return [resolve_interpolations(v, root, f"{where}[{i}]", depth) for i, v in enumerate(value)]
+        return [resolve_interpolations(v, root, f"{where}[{i}]", depth, resolved) for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
         return value
     refs = _INTERPOLATION.findall(value)
@@ -181,10 +191,19 @@ def resolve_interpolations(value: Any, root: dict, where: str = "cfg", depth: in
     if bad:
         raise EpiGRAFImportError(f"{where}: interpolation(s) {', '.join('${' + b + '}' for b in bad)} are not plain "
                                  "absolute config paths (resolvers and relative paths are not supported)")
+
+    def target(path: str) -> Any:
+        if path not in resolved:
+            resolved[path] = resolve_interpolations(_lookup(root, path, where), root, where, depth + 1, resolved)
+        return resolved[path]
+
     if _INTERPOLATION.fullmatch(value):
-        return resolve_interpolations(_lookup(root, refs[0], where), root, where, depth + 1)
-    return _INTERPOLATION.sub(
-        lambda m: str(resolve_interpolations(_lookup(root, m.group(1), where), root, where, depth + 1)), value)
+        return target(refs[0])
+    text = _INTERPOLATION.sub(lambda m: str(target(m.group(1))), value)
+    if len(text) > _MAX_INTERPOLATED_CHARS:
+        raise EpiGRAFImportError(f"{where}: interpolations expand to over {_MAX_INTERPOLATED_CHARS} characters "
+                                 "(a hostile or broken config)")
+    return text
 
 
 def generator_config_tree(cfg_node: PickledObject, where: str) -> dict:
@@ -214,7 +233,8 @@ def _fused(value: Any, where: str) -> str:
 
 
 def guess_preset(cfg: dict, c_dim: int, img_resolution: int) -> str:
-    """The preset whose camera distribution suits an imported model (by cube scale, classes and resolution)."""
+    """The official preset an imported model is (by cube scale, classes and resolution, which set the official
+    dataset configs apart; their camera settings come from the file itself)."""
     if abs(float(cfg["dataset"].get("cube_scale", 0.2)) - 0.475) < 1e-6:
         return "epigraf-food-256" if c_dim == 10 else "epigraf-plants-256"
     return "epigraf-ffhq-512" if img_resolution >= 512 else "epigraf-cats-256"
@@ -240,13 +260,15 @@ def _check_architecture(cfg: dict, where: str) -> None:
 def _render_settings(cfg: dict, background: str, base: EpiGRAFConfig, where: str) -> dict:
     cam, data = cfg["dataset"]["camera"], cfg["dataset"]
     white, last = bool(data.get("white_back", False)), bool(data.get("last_back", False))
-    if white and last:
-        raise EpiGRAFImportError(f"{where}: dataset.white_back and dataset.last_back together are not supported")
+    if white and last and background != "none":
+        raise EpiGRAFImportError(f"{where}: dataset.white_back and dataset.last_back together with a background model "
+                                 f"({background}) are not supported")
     kw = dict(near=float(cam["ray_start"]), far=float(cam["ray_end"]), samples=int(cfg["num_ray_steps"]),
               importance=int(cfg["num_ray_steps"]), background_model=background, white_back=white,
               density_bias=float(cfg.get("density_shift", 0.0)))
     if last:
-        kw["background"] = "last_sample"
+        # fancy_integration fills the last weight, then adds white with the weight left before the fill (as pi-GAN).
+        kw["background"] = "last_sample+white" if white else "last_sample"
     return dict(render=epigraf_render(**kw), eval_render=epigraf_render(**kw, max_points=base.eval_render.max_points))
 
 
@@ -263,9 +285,8 @@ def config_from_official(init_kwargs: dict, cfg: dict, synthesis_state: dict, wh
         raise EpiGRAFImportError(f"{where}: bg_model.type={bg.get('type')!r} is not supported (None, plane, sphere)")
     img_resolution = int(synthesis_state.get("test_resolution", kw["img_resolution"]))
     c_dim = int(kw.get("c_dim", 0))
-    preset = preset or guess_preset(cfg, c_dim, int(kw["img_resolution"]))
-    if preset not in EPIGRAF_PRESETS:
-        raise ValueError(f"unknown EpiGRAF preset {preset!r}; valid: {', '.join(sorted(EPIGRAF_PRESETS))}")
+    guess = guess_preset(cfg, c_dim, int(kw["img_resolution"]))
+    preset = choose_import_preset(where, "epigraf", EPIGRAF_PRESETS, {guess: ""}, preset, "an EpiGRAF generator")
     base = EPIGRAF_PRESETS[preset]
     pose = cfg["dataset"]["camera"]
     mean = mapping.get("mean_camera_pose")
@@ -337,7 +358,7 @@ def _source_tensors(tensors: dict[str, Tensor], where: str) -> dict[str, Tensor]
 def generator_from_tensors(config: EpiGRAFConfig, tensors: dict[str, Tensor], where: str) -> EpiGRAFGenerator:
     """Our generator for ``config`` with the official ``tensors`` (state_dict names) copied in."""
     source = _source_tensors(tensors, where)
-    G = EpiGRAFGenerator(config)
+    G = build_bounded_by_weights(lambda: EpiGRAFGenerator(config), source, where)
     key_map, derived = key_map_for(G)
     if "mapping.mean_camera_pose" not in source:  # registered only when the dataset had camera poses
         key_map.pop("mapping.mean_camera_pose")
@@ -552,7 +573,7 @@ def discriminator_from_tensors(config, tensors: dict[str, Tensor], where: str):
     the Fourier frequency buffers are checked against ours, the dead ``fromrgb`` layers dropped."""
     from .discriminator import PatchDiscriminator
     source = _source_tensors(tensors, where)
-    D = PatchDiscriminator(config)
+    D = build_bounded_by_weights(lambda: PatchDiscriminator(config), source, where)
     for theirs, ours in _D_FOURIER_BUFFERS.items():
         if theirs in source and not torch.allclose(source.pop(theirs).float(), getattr(D, ours)):
             raise EpiGRAFImportError(f"{where}: {theirs} are not the log-spaced frequencies we compute")

@@ -2,8 +2,9 @@
 
 Nothing from the files is executed: they are read by the restricted unpickler, which rebuilds tensors
 and plain attributes only. The official module tree gives the architecture (z_dim, hidden width, number
-of FiLM layers, box warp); the render settings come from the preset (the files do not carry them):
-SPATIALSIRENBASELINE defaults to ``pigan-celeba`` and TALLSIREN to ``pigan-carla``.
+of FiLM layers, box warp); the render settings come from the preset, which the files do not name: a TALLSIREN is
+CARLA's (``pigan-carla``), a SPATIALSIRENBASELINE is CelebA's or Cats' (the official scripts take ``--curriculum``),
+so such a file needs ``preset`` (:func:`~aware3d.models.registry.choose_import_preset`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from pathlib import Path
 from torch import Tensor
 
 from ...io.keymap import CheckpointMismatchError, apply_key_map
+from ...io.presize import build_bounded_by_weights
 from ...io.safe_unpickle import PickledObject, load_torch_file
 from ...io.sniff import FileSummary
 from ...io.torch_ema import apply_torch_ema
-from .config import PIGAN_PRESETS
+from ..registry import choose_import_preset
+from .config import OFFICIAL_CURRICULA, PIGAN_PRESETS
 from .generator import PiGANGenerator
 
 STAND_INS = ("generators.", "siren.", "torch.nn.modules.", "torch_ema.")
@@ -33,6 +36,14 @@ def is_official_generator(summary: FileSummary) -> bool:
 def load_official(path: Path, *, ema: bool, preset: str | None) -> PiGANGenerator:
     """The importer's loader: ``ema`` applies ``ema.pth`` from the same folder when present."""
     return import_official_pigan(path, ema_path="auto" if ema else None, preset=preset)
+
+
+def candidate_presets(siren_class: str) -> dict[str, str]:
+    """The official presets (-> their ``--curriculum``) a ``generator.pth`` with this SIREN class may come from:
+    TALLSIREN has no box warp (CARLA), SPATIALSIRENBASELINE has one (CelebA and Cats alike)."""
+    tall = siren_class == "TALLSIREN"
+    return {name: f"--curriculum {curriculum}" for name, curriculum in OFFICIAL_CURRICULA.items()
+            if (PIGAN_PRESETS[name].box_warp is None) == tall}
 
 
 def _modules(obj: PickledObject) -> dict:
@@ -72,7 +83,8 @@ def import_official_pigan(generator_path: str | Path, ema_path: str | Path | Non
         generator_path: the official whole-module pickle.
         ema_path: a torch_ema ``ema.pth`` whose shadow weights replace the raw ones (as the official render
             scripts do); ``"auto"`` uses ``ema.pth`` beside the generator when present; None uses raw weights.
-        preset: render/camera settings to attach (default chosen from the SIREN class, see module doc).
+        preset: render/camera settings to attach; required for a SPATIALSIRENBASELINE (CelebA or Cats), a
+            TALLSIREN is ``pigan-carla`` (see module doc).
     """
     generator_path = Path(generator_path)
     if not generator_path.is_file():
@@ -89,9 +101,8 @@ def import_official_pigan(generator_path: str | Path, ema_path: str | Path | Non
     if siren_class not in ("SPATIALSIRENBASELINE", "TALLSIREN"):
         raise CheckpointMismatchError(
             f"{generator_path}: SIREN class {siren_class} is not supported; supported: SPATIALSIRENBASELINE, TALLSIREN")
-    preset = preset or ("pigan-carla" if siren_class == "TALLSIREN" else "pigan-celeba")
-    if preset not in PIGAN_PRESETS:
-        raise ValueError(f"unknown pi-GAN preset {preset!r}; valid: {', '.join(sorted(PIGAN_PRESETS))}")
+    preset = choose_import_preset(str(generator_path), "pigan", PIGAN_PRESETS, candidate_presets(siren_class), preset,
+                                  f"an official pi-GAN generator.pth with a {siren_class}")
 
     params = named_parameters_in_order(root)
     film_layers = len(_modules(_modules(siren)["network"]))
@@ -114,7 +125,7 @@ def import_official_pigan(generator_path: str | Path, ema_path: str | Path | Non
         tensors = apply_torch_ema(params, Path(ema_path))
         source["ema"] = str(ema_path)
 
-    G = PiGANGenerator(config)
+    G = build_bounded_by_weights(lambda: PiGANGenerator(config), tensors, str(generator_path))
     apply_key_map(G, tensors, pigan_key_map(film_layers, mapping_linear), derived=["w_avg"], what=str(generator_path))
     G.update_w_avg()
     G.preset = preset
