@@ -88,7 +88,7 @@ def load_generator() -> tuple[aware3d.models.base.Generator3D, str]:
     """The official fixture generator (EMA) if present, else a random ``shadegan-celeba-view`` with w_avg."""
     path = reference_dir() / "generator.pth"
     if path.is_file():
-        return aware3d.load(str(path)).eval(), f"official fixture {path} (EMA weights)"
+        return aware3d.load(str(path), preset="shadegan-celeba-view").eval(), f"official fixture {path} (EMA weights)"
     G = aware3d.load("shadegan-celeba-view").eval()
     G.update_w_avg()
     return G, "random init shadegan-celeba-view (no fixture found)"

@@ -92,7 +92,7 @@ def _fake_official_generator(tmp_path, hidden=16, layers=3):
 
 def test_import_of_a_small_official_style_generator(tmp_path):
     g = _fake_official_generator(tmp_path)
-    G = import_official_pigan(tmp_path / "generator.pth")
+    G = import_official_pigan(tmp_path / "generator.pth", preset="pigan-celeba")
     assert G.config.hidden_dim == 16 and G.config.num_film_layers == 3 and G.config.z_dim == 8
     assert G.config.mapping_layers == 2
     assert torch.equal(G.field.film[2].linear.weight, g.siren.network[2].layer.weight)
@@ -106,9 +106,9 @@ def test_wrong_ema_file_is_rejected(tmp_path):
     _fake_official_generator(tmp_path)
     torch.save({"not": "an ema"}, tmp_path / "bad_ema.pth")
     with pytest.raises(CheckpointMismatchError, match="shadow_params"):
-        import_official_pigan(tmp_path / "generator.pth", ema_path=tmp_path / "bad_ema.pth")
+        import_official_pigan(tmp_path / "generator.pth", ema_path=tmp_path / "bad_ema.pth", preset="pigan-celeba")
     with pytest.raises(FileNotFoundError, match="missing_ema.pth"):
-        import_official_pigan(tmp_path / "generator.pth", ema_path=tmp_path / "missing_ema.pth")
+        import_official_pigan(tmp_path / "generator.pth", ema_path=tmp_path / "missing_ema.pth", preset="pigan-celeba")
 
 
 def test_key_map_lists_every_problem():

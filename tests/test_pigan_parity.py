@@ -31,8 +31,9 @@ def ref():
 def generators(ref):
     root = ref["root"]
     return {
-        "raw": import_official_pigan(root / "generator.pth", ema_path=None),
-        "ema": import_official_pigan(root / "generator.pth", ema_path=root / "ema.pth"),
+        # The fixture is the CelebA curriculum's generator (its README); the file itself cannot say so.
+        "raw": import_official_pigan(root / "generator.pth", ema_path=None, preset="pigan-celeba"),
+        "ema": import_official_pigan(root / "generator.pth", ema_path=root / "ema.pth", preset="pigan-celeba"),
     }
 
 
@@ -42,7 +43,7 @@ def test_import_reads_every_parameter(ref, generators):
     assert G.config.box_warp == pytest.approx(0.24)
     assert G.preset == "pigan-celeba"
     # "auto" picks up ema.pth beside generator.pth, like the official render scripts.
-    auto = import_official_pigan(ref["root"] / "generator.pth")
+    auto = import_official_pigan(ref["root"] / "generator.pth", preset="pigan-celeba")
     assert all(torch.equal(a, b) for a, b in zip(auto.state_dict().values(), generators["ema"].state_dict().values()))
     assert not torch.equal(generators["ema"].field.sigma_head.weight, G.field.sigma_head.weight)
 
@@ -144,7 +145,8 @@ def test_render_case(ref, generators, name):
 def test_convert_cli_writes_our_format(ref, generators, tmp_path):
     from aware3d.cli.main import main
     import aware3d
-    assert main(["convert", str(ref["root"] / "generator.pth"), str(tmp_path / "celeba")]) == 0
+    official = str(ref["root"] / "generator.pth")
+    assert main(["convert", official, str(tmp_path / "celeba"), "--preset", "pigan-celeba"]) == 0
     meta = json.loads((tmp_path / "celeba" / "config.json").read_text())
     assert meta["family"] == "pigan" and meta["preset"] == "pigan-celeba" and meta["source"]["ema"].endswith("ema.pth")
     assert meta["config"]["z_dim"] == 256 and meta["config"]["box_warp"] == pytest.approx(0.24)
@@ -152,6 +154,6 @@ def test_convert_cli_writes_our_format(ref, generators, tmp_path):
     for (k, a), b in zip(G.state_dict().items(), generators["ema"].state_dict().values()):
         assert torch.equal(a, b), k
     # The tools render the imported official checkpoint directly too.
-    assert main(["render", "--checkpoint", str(ref["root"] / "generator.pth"), "--out", str(tmp_path / "r"),
+    assert main(["render", "--checkpoint", official, "--preset", "pigan-celeba", "--out", str(tmp_path / "r"),
                  "--seeds", "1", "--yaw", "0", "--resolution", "16", "--num-samples", "6"]) == 0
     assert (tmp_path / "r" / "seed0001_view00_normal.png").exists()

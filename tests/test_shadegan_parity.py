@@ -34,8 +34,8 @@ def fixture():
 @pytest.fixture(scope="module")
 def models():
     path = require_reference("shadegan", "generator.pth")
-    ema = import_official_shadegan(path)
-    raw = import_official_shadegan(path, ema_path=None)
+    ema = import_official_shadegan(path, preset="shadegan-celeba-view")  # the curriculum its README names
+    raw = import_official_shadegan(path, ema_path=None, preset="shadegan-celeba-view")
     # The fixture's derived no-view model: the EMA state without the view-direction columns of the colour layer.
     nv = ShadeGANGenerator(replace(ema.config, view_condition=False, delta=0.06491)).eval()
     state = ema.state_dict()

@@ -61,7 +61,8 @@ def make_chunk(G, fixture, phase: str, jitter: int, pdf_u: int) -> Chunk:
 @pytest.fixture(scope="module")
 def iteration(fixture):
     """Runs the iteration once: returns our values by name (scalars as floats, maps as tensors)."""
-    G = import_official_shadegan(require_reference("shadegan", "generator.pth"), ema_path=None).train()
+    G = import_official_shadegan(require_reference("shadegan", "generator.pth"), ema_path=None,
+                                 preset="shadegan-celeba-view").train()
     D = discriminator_from_official_state(seeded_official_state()).train()
     preset = shadegan_train_presets()["shadegan-celeba-view"]
     # The fixture's iteration leaves the LPIPS term out (it needs ImageNet VGG weights).

@@ -1,11 +1,12 @@
 """Named camera paths for the render / video / interpolate / visualize tools.
 
 Every path returns pi-GAN angles (yaw, pitch) as (N,) tensors in radians plus a per-frame fov scale
-(1 = the model's fov; zoom paths change it). Every path is centred on the model's mean pose. The first
+(1 = the model's fov; zoom paths change it). Every path is centred on the model's frontal pose
+(:meth:`~aware3d.cameras.PoseDistribution.frontal`: the official scripts' central camera). The first
 five (``yaw_sweep``, ``orbit``, ``front_circle``, ``zoom``, ``fixed_points``) scale their amplitudes by the
 pose spread, so one path name suits faces (narrow poses) and cars (360 degrees) alike; the last four keep
 the fixed amplitudes of the EpiGRAF inference configs (``configs/scripts/camera/*.yaml``), which they
-reproduce exactly for a model whose mean pose is frontal (yaw pi/2, pitch pi/2: every preset here):
+reproduce exactly for a model whose frontal pose is (yaw pi/2, pitch pi/2) (every preset but pi-GAN CARLA):
 
 * ``points``: the official ``points`` (yaws 0, -0.3, +0.3 on the horizon), three views;
 * ``line``: the official ``line`` (yaw -1.57 -> 1.57 at pitch 0.835, 16 frames by default);
@@ -15,7 +16,7 @@ reproduce exactly for a model whose mean pose is frontal (yaw pi/2, pitch pi/2: 
   first frame = last frame as the official ``linspace(0, 1)``); it zooms by degrees, so it needs the model's
   fov (``fov_deg``).
 
-An official offset ``d`` from frontal becomes ``mean + d`` here: EpiGRAF's zero-centred yaw is our yaw minus
+An official offset ``d`` from frontal becomes ``frontal + d`` here: EpiGRAF's zero-centred yaw is our yaw minus
 pi/2 (both turn the same way) and both pitches are the polar angle from +y.
 """
 
@@ -56,38 +57,43 @@ def _spread(pose: PoseDistribution) -> tuple[float, float]:
 
 
 def yaw_sweep(pose: PoseDistribution, frames: int) -> CameraPath:
-    """Yaw goes from mean - amp to mean + amp at the mean pitch (back and forth for loops: use orbit)."""
+    """Yaw goes from frontal - amp to frontal + amp at the frontal pitch (back and forth for loops: use orbit)."""
+    yaw0, pitch0 = pose.frontal()
     ya, _ = _spread(pose)
-    yaw = pose.yaw_mean + torch.linspace(-ya, ya, frames)
-    return CameraPath(yaw, _const(frames, pose.pitch_mean), _const(frames, 1.0))
+    yaw = yaw0 + torch.linspace(-ya, ya, frames)
+    return CameraPath(yaw, _const(frames, pitch0), _const(frames, 1.0))
 
 
 def orbit(pose: PoseDistribution, frames: int) -> CameraPath:
-    """A full 360-degree turn around the object at the mean pitch (loops seamlessly)."""
+    """A full 360-degree turn around the object at the frontal pitch (loops seamlessly)."""
+    yaw0, pitch0 = pose.frontal()
     t = torch.arange(frames, dtype=torch.float32) / frames
-    return CameraPath(pose.yaw_mean + 2 * math.pi * t, _const(frames, pose.pitch_mean), _const(frames, 1.0))
+    return CameraPath(yaw0 + 2 * math.pi * t, _const(frames, pitch0), _const(frames, 1.0))
 
 
 def front_circle(pose: PoseDistribution, frames: int) -> CameraPath:
     """The camera traces an ellipse around the frontal view (pi-GAN's render_video trajectory); loops."""
+    yaw0, pitch0 = pose.frontal()
     ya, pa = _spread(pose)
     t = torch.arange(frames, dtype=torch.float32) / frames * 2 * math.pi
-    return CameraPath(pose.yaw_mean + ya * torch.sin(t), pose.pitch_mean + pa * torch.cos(t), _const(frames, 1.0))
+    return CameraPath(yaw0 + ya * torch.sin(t), pitch0 + pa * torch.cos(t), _const(frames, 1.0))
 
 
 def zoom(pose: PoseDistribution, frames: int) -> CameraPath:
     """Frontal camera whose fov goes 1 -> 0.5 -> 1 (zoom in, then out); loops."""
+    yaw0, pitch0 = pose.frontal()
     t = torch.arange(frames, dtype=torch.float32) / frames * 2 * math.pi
     scale = 0.75 + 0.25 * torch.cos(t)
-    return CameraPath(_const(frames, pose.yaw_mean), _const(frames, pose.pitch_mean), scale)
+    return CameraPath(_const(frames, yaw0), _const(frames, pitch0), scale)
 
 
 def fixed_points(pose: PoseDistribution, frames: int) -> CameraPath:
-    """A handful of canonical views: left, front-left, front, front-right, right (pitch at the mean)."""
+    """A handful of canonical views: left, front-left, front, front-right, right (at the frontal pitch)."""
+    yaw0, pitch0 = pose.frontal()
     ya, _ = _spread(pose)
     offsets = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0]) * ya
-    yaw = pose.yaw_mean + offsets
-    return CameraPath(yaw, _const(len(yaw), pose.pitch_mean), _const(len(yaw), 1.0))
+    yaw = yaw0 + offsets
+    return CameraPath(yaw, _const(len(yaw), pitch0), _const(len(yaw), 1.0))
 
 
 # The fixed amplitudes of the official inference camera configs (radians; the zoom in degrees).
@@ -109,32 +115,36 @@ def _closed_steps(frames: int) -> Tensor:
 
 
 def points(pose: PoseDistribution, frames: int) -> CameraPath:
-    """Three views at the mean pitch: the mean yaw, then mean - 0.3 and mean + 0.3 (``frames`` is ignored)."""
-    yaw = pose.yaw_mean + torch.tensor(POINTS_YAW_OFFSETS)
-    return CameraPath(yaw, _const(len(yaw), pose.pitch_mean), _const(len(yaw), 1.0))
+    """Three views at the frontal pitch: the frontal yaw, then -0.3 and +0.3 from it (``frames`` is ignored)."""
+    yaw0, pitch0 = pose.frontal()
+    yaw = yaw0 + torch.tensor(POINTS_YAW_OFFSETS)
+    return CameraPath(yaw, _const(len(yaw), pitch0), _const(len(yaw), 1.0))
 
 
 def line(pose: PoseDistribution, frames: int) -> CameraPath:
-    """Yaw from mean - 1.57 to mean + 1.57 (both ends included) at the mean pitch - 0.736 (from above)."""
-    yaw = pose.yaw_mean + LINE_YAW_HALF_RANGE * (2 * _closed_steps(frames) - 1)
-    return CameraPath(yaw, _const(frames, pose.pitch_mean + LINE_PITCH_OFFSET), _const(frames, 1.0))
+    """Yaw from frontal - 1.57 to frontal + 1.57 (both ends included) at the frontal pitch - 0.736 (from above)."""
+    yaw0, pitch0 = pose.frontal()
+    yaw = yaw0 + LINE_YAW_HALF_RANGE * (2 * _closed_steps(frames) - 1)
+    return CameraPath(yaw, _const(frames, pitch0 + LINE_PITCH_OFFSET), _const(frames, 1.0))
 
 
 def wiggle(pose: PoseDistribution, frames: int) -> CameraPath:
-    """``line``'s yaw sweep while the pitch goes mean + 0.5 -> mean - 0.5 -> mean + 0.5 (a cosine)."""
+    """``line``'s yaw sweep while the pitch goes frontal + 0.5 -> frontal - 0.5 -> frontal + 0.5 (a cosine)."""
+    yaw0, pitch0 = pose.frontal()
     s = _closed_steps(frames)
-    yaw = pose.yaw_mean + LINE_YAW_HALF_RANGE * (2 * s - 1)
-    pitch = pose.pitch_mean + WIGGLE_PITCH_AMPLITUDE * torch.cos(2 * math.pi * s)
+    yaw = yaw0 + LINE_YAW_HALF_RANGE * (2 * s - 1)
+    pitch = pitch0 + WIGGLE_PITCH_AMPLITUDE * torch.cos(2 * math.pi * s)
     return CameraPath(yaw, pitch, _const(frames, 1.0))
 
 
 def front_circle_zoom(pose: PoseDistribution, frames: int, fov_deg: float) -> CameraPath:
-    """An ellipse around the mean view, yaw +-0.3 (sine) and pitch +-0.2 (cosine), while the fov swings by
+    """An ellipse around the frontal view, yaw +-0.3 (sine) and pitch +-0.2 (cosine), while the fov swings by
     +-1 degree around ``fov_deg`` (the model's full fov, degrees) with the yaw; s = linspace(0, 1), so the first
     and last frames coincide."""
+    yaw0, pitch0 = pose.frontal()
     angle = 2 * math.pi * _closed_steps(frames)
-    yaw = pose.yaw_mean + CIRCLE_YAW_AMPLITUDE * torch.sin(angle)
-    pitch = pose.pitch_mean + CIRCLE_PITCH_AMPLITUDE * torch.cos(angle)
+    yaw = yaw0 + CIRCLE_YAW_AMPLITUDE * torch.sin(angle)
+    pitch = pitch0 + CIRCLE_PITCH_AMPLITUDE * torch.cos(angle)
     return CameraPath(yaw, pitch, 1 + CIRCLE_FOV_AMPLITUDE_DEG * torch.sin(angle) / fov_deg)
 
 

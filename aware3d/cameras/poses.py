@@ -27,9 +27,13 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..checks import FINITE, NON_NEGATIVE, POSITIVE, Range, check_config
+
 PoseDistName = Literal["gaussian", "uniform", "truncated_gaussian", "spherical_uniform", "fixed"]
 
 _PITCH_EPS = 1e-5
+PITCH_RANGE = Range(0, math.pi)
+"""Polar angles from +y: 0 looks from straight above, pi from straight below."""
 
 
 def _normalize(v: Tensor, eps: float = 0.0) -> Tensor:
@@ -133,13 +137,36 @@ class PoseDistribution:
     yaw_mean: float = math.pi / 2
     """Mean azimuth theta in radians; pi/2 is frontal."""
     pitch_mean: float = math.pi / 2
-    """Mean polar angle phi from +y in radians; pi/2 is the equator."""
+    """Mean polar angle phi from +y in radians; pi/2 is the equator. For spherical_uniform it is the official
+    ``v_mean``: pi times the mean of v, with phi = arccos(1 - 2 v) (see :meth:`frontal`)."""
     yaw_std: float = 0.0
     """Spread of the yaw in radians (std for gaussians, half-width for uniform)."""
     pitch_std: float = 0.0
     """Spread of the pitch in radians (std for gaussians, half-width for uniform)."""
     radius: float = 1.0
     """Distance of the camera from the world origin, world units."""
+    frontal_pitch: float | None = None
+    """Polar angle (radians) of the official scripts' central camera where it is not the distribution's centre
+    (EG3D ShapeNet: gen_samples looks from near the equator, the cars are seen from above); None: the centre."""
+
+    def __post_init__(self) -> None:
+        check_config(self, {"yaw_mean": FINITE, "pitch_mean": FINITE, "yaw_std": NON_NEGATIVE,
+                            "pitch_std": NON_NEGATIVE, "radius": POSITIVE, "frontal_pitch": PITCH_RANGE})
+
+    def frontal(self) -> tuple[float, float]:
+        """(yaw, pitch) of the official scripts' central camera, pi-GAN angles in radians: what the tools render
+        at zero offsets and centre their camera paths on.
+
+        The official scripts render the distribution with zero spread: the means, except that spherical_uniform
+        maps its pitch mean as it maps every draw, to ``arccos(1 - 2 pitch_mean / pi)`` (pi-GAN CARLA: 1.015 rad,
+        not 0.742); ``frontal_pitch``, when set, replaces the pitch.
+        """
+        if self.frontal_pitch is not None:
+            return self.yaw_mean, self.frontal_pitch
+        if self.dist == "spherical_uniform":
+            v = min(max(self.pitch_mean / math.pi, _PITCH_EPS), 1 - _PITCH_EPS)
+            return self.yaw_mean, math.acos(1 - 2 * v)
+        return self.yaw_mean, self.pitch_mean
 
     def sample(self, n: int, generator: torch.Generator | None = None, device=None) -> tuple[Tensor, Tensor]:
         """Draw ``n`` poses. Returns (yaw, pitch), each (n,), radians, pitch clamped to (0, pi)."""

@@ -195,9 +195,9 @@ def _render_views(ctx: MetricContext, z: Tensor, views, g_render, config: Reproj
                   condition: Condition | None):
     """Every view of latents ``z``: (images, surface depths, valid masks, cameras), one entry per view."""
     G, st = ctx.G, ctx.settings
-    pose, b, raw = G.config.pose, z.shape[0], G.capabilities.raw_image
-    # Camera-conditioned mappings (EG3D) get the mean pose, the same for every view of a latent.
-    w = G.mapping(z, st.truncation_psi, cameras=G.cameras([pose.yaw_mean] * b, [pose.pitch_mean] * b),
+    (yaw0, pitch0), b, raw = G.config.pose.frontal(), z.shape[0], G.capabilities.raw_image
+    # Camera-conditioned mappings (EG3D) get the frontal pose, the same for every view of a latent.
+    w = G.mapping(z, st.truncation_psi, cameras=G.cameras([yaw0] * b, [pitch0] * b),
                   condition=condition)
     # Only the volume-rendered image is compared (see the module doc), so the super-resolution is skipped.
     geometry_only = {"superresolution": False} if raw else {}
@@ -216,11 +216,11 @@ def _render_views(ctx: MetricContext, z: Tensor, views, g_render, config: Reproj
 
 @torch.no_grad()
 def reprojection(ctx: MetricContext) -> dict:
-    """Multi-view reprojection error: each latent from yaw-offset views around the mean pose, colours warped
+    """Multi-view reprojection error: each latent from yaw-offset views around the frontal pose, colours warped
     through depth into the neighbouring view and compared on co-visible pixels."""
     G, st, config = ctx.G, ctx.settings, ctx.config(ReprojectionConfig)
-    pose, grid, n = G.config.pose, G.config.pixel_grid, ctx.num_gen
-    views = [(pose.yaw_mean + dy, pose.pitch_mean - config.pitch_offset) for dy in config.yaw_offsets]
+    (yaw0, pitch0), grid, n = G.config.pose.frontal(), G.config.pixel_grid, ctx.num_gen
+    views = [(yaw0 + dy, pitch0 - config.pitch_offset) for dy in config.yaw_offsets]
     if len(views) < 2:
         raise ValueError("reprojection needs at least two yaw offsets")
     g = torch.Generator().manual_seed(ctx.seed)

@@ -15,8 +15,9 @@ import pkgutil
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
+from ..errors import UserError
 from .base import Generator3D
 
 if TYPE_CHECKING:
@@ -78,6 +79,10 @@ class TinyPresets:
     """A training preset whose steps take about a second on CPU (None for an inference-only family)."""
     train_overrides: tuple[str, ...] = ()
     """``--override`` items that shrink :attr:`train` further, for a smoke run of a few steps."""
+    inversion_overrides: tuple[str, ...] = ()
+    """Model-config overrides of :attr:`model` for the contract suite's self-inversion check, where the untrained
+    tiny model's renders would not vary smoothly with the camera (e.g. a SIREN box so narrow that its density's
+    normals are pixel-scale speckle)."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +204,49 @@ class NoImporterError(ValueError):
     """No registered importer (or more than one) recognises a file; the message says what the file is."""
 
 
+class PresetChoiceError(UserError, ValueError):
+    """An official file fits several presets of its family (or none) and no preset was given; the message lists
+    the candidates and how to pass one."""
+
+
+def choose_import_preset(where: str, family: str, presets: Mapping[str, Any], candidates: Mapping[str, str],
+                         preset: str | None, evidence: str) -> str:
+    """The preset an official checkpoint file is imported with: the rule every family's importer follows.
+
+    The files carry the weights and (some families) rendering settings, rarely which curriculum or dataset config
+    trained them; the preset supplies the rest (near/far, samples, pose prior). So a given ``preset`` wins, else the
+    file's content must single one out: a guess would render a Cats model with CelebA's camera.
+
+    Args:
+        where: the file, for messages.
+        family: its family's name.
+        presets: the family's presets by name (a given ``preset`` must be one of them).
+        candidates: the presets the file's content fits, each with what it stands for (e.g. the official
+            ``--curriculum``), as the family's importer reads them from the file (and what lies beside it).
+        preset: the user's choice (``--preset``, ``aware3d.load(preset=...)``), or None.
+        evidence: what the candidates were read from, e.g. ``"a SPATIALSIRENBASELINE generator"``.
+    Returns:
+        ``preset`` when given, else the only candidate.
+    Raises:
+        PresetChoiceError: no preset given and the file fits several presets or none; ValueError: ``preset`` is
+        not one of ``presets``.
+    """
+    if preset is not None:
+        if preset not in presets:
+            raise ValueError(f"{where}: unknown {family} preset {preset!r} for this {family} file; valid: "
+                             f"{', '.join(sorted(presets))}")
+        return preset
+    if len(candidates) == 1:
+        return next(iter(candidates))
+    how = "pass the one it was trained with as --preset NAME (Python: aware3d.load(path, preset=NAME))"
+    if not candidates:
+        raise PresetChoiceError(f"{where}: {evidence} fits none of the {family} presets by its content; {how}; "
+                                f"valid: {', '.join(sorted(presets))}")
+    listed = ", ".join(f"{name} ({what})" if what else name for name, what in candidates.items())
+    raise PresetChoiceError(f"{where}: {evidence} fits several {family} presets and the file does not say which "
+                            f"trained it: {listed}; {how}")
+
+
 def find_importer(path: str | Path) -> tuple[FamilySpec, Importer]:
     """The one importer whose sniffer recognises the file at ``path`` (by content, whatever its suffix)."""
     from ..io.sniff import summarize_file
@@ -216,6 +264,6 @@ def find_importer(path: str | Path) -> tuple[FamilySpec, Importer]:
                           + "; ".join(f"{f.name}: {imp.name}" for f, imp in matches))
 
 
-__all__ = ["ENTRY_POINT_GROUP", "FamilySpec", "Importer", "NoImporterError", "TinyPresets", "TrainingSpec", "all_presets",
-           "build_generator", "families", "family_of", "find_importer", "get_family", "get_preset",
-           "register_family"]
+__all__ = ["ENTRY_POINT_GROUP", "FamilySpec", "Importer", "NoImporterError", "PresetChoiceError", "TinyPresets",
+           "TrainingSpec", "all_presets", "build_generator", "choose_import_preset", "families", "family_of",
+           "find_importer", "get_family", "get_preset", "register_family"]

@@ -23,7 +23,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 DensityActivation = Literal["relu", "softplus"]
-Background = Literal["black", "white", "last_sample"]
+Background = Literal["black", "white", "last_sample", "last_sample+white"]
+LAST_SAMPLE_FILLS = ("last_sample", "last_sample+white")
+"""Backgrounds that give the farthest sample the weight the ray has left (pi-GAN's ``last_back``)."""
+WHITE_BEHIND = ("white", "last_sample+white")
+"""Backgrounds that add white with the weight left in front of any fill (pi-GAN's ``white_back``)."""
 DepthMode = Literal["expected", "normalized"]
 
 
@@ -89,13 +93,15 @@ def surface_depth(weights: Tensor, t: Tensor, *, far: Tensor | float | None = No
 
 
 def _add_background(color: Tensor, opacity: Tensor, background: Background | Tensor) -> Tensor:
-    """``color`` (..., C) with the background seen through ``1 - opacity``; black and last_sample add nothing."""
+    """``color`` (..., C) with the background seen through ``1 - opacity`` (the opacity before any last-sample
+    fill); black and last_sample add nothing."""
     if isinstance(background, Tensor):
         return color + (1 - opacity)[..., None] * background
-    if background == "white":
+    if background in WHITE_BEHIND:
         return color + (1 - opacity)[..., None]
     if background not in ("black", "last_sample"):
-        raise ValueError(f"unknown background {background!r}; valid: black, white, last_sample or a (..., C) tensor")
+        raise ValueError(f"unknown background {background!r}; valid: black, white, last_sample, last_sample+white "
+                         "or a (..., C) tensor")
     return color
 
 
@@ -114,7 +120,10 @@ def composite(color: Tensor, sigma: Tensor, t: Tensor, *, density_activation: De
         midpoint: composite S-1 intervals with values averaged at the midpoints (EG3D) instead of S samples.
         last_delta: length of the last interval when ``midpoint=False``.
         background: ``"black"`` leaves empty space at 0, ``"white"`` adds ``1 - opacity``, ``"last_sample"``
-            gives the farthest sample the remaining weight (pi-GAN's ``last_back``); a tensor (..., C)
+            gives the farthest sample the remaining weight (pi-GAN's ``last_back``), ``"last_sample+white"`` does
+            both, as pi-GAN's renderer with ``last_back`` and ``white_back`` (CARLA-style): the leftover weight
+            ``1 - opacity`` goes to the farthest sample *and* white is added with it, so the colour can pass 1
+            where the farthest sample is empty (``weights`` and ``depth`` are last_sample's); a tensor (..., C)
             broadcastable against the output colour, e.g. (C,) or a per-ray (B, R, C), is the colour /
             features behind the ray, added with weight ``1 - opacity``.
         depth_mode: ``"expected"`` = sum w t; ``"normalized"`` = (sum w t) / (sum w), clamped to [t.min, t.max].
@@ -144,7 +153,7 @@ def composite(color: Tensor, sigma: Tensor, t: Tensor, *, density_activation: De
     weights = alphas * transmittance
     opacity = weights.sum(-1)
     surface = surface_depth(weights, t, far=last)
-    if isinstance(background, str) and background == "last_sample":
+    if isinstance(background, str) and background in LAST_SAMPLE_FILLS:
         weights = torch.cat([weights[..., :-1], weights[..., -1:] + (1 - opacity)[..., None]], -1)
     out_color = torch.sum(weights[..., None] * color, -2)
     depth = torch.sum(weights * t, -1)

@@ -23,6 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..checks import AT_LEAST_ONE, FINITE, NON_NEGATIVE, POSITIVE, Range, check_config
+from ..errors import ConfigError
+
 PatchDistribution = Literal["beta", "uniform", "discrete_uniform", "full"]
 _DISTRIBUTIONS = ("beta", "uniform", "discrete_uniform", "full")
 
@@ -63,12 +66,13 @@ class PatchSamplerConfig:
 
     def __post_init__(self) -> None:
         if self.distribution not in _DISTRIBUTIONS:
-            raise ValueError(f"unknown patch distribution {self.distribution!r}; valid: {', '.join(_DISTRIBUTIONS)}")
+            raise ConfigError(f"unknown patch distribution {self.distribution!r}; valid: {', '.join(_DISTRIBUTIONS)}")
+        check_config(self, {"min_scale": FINITE, "max_scale": FINITE, "alpha": POSITIVE, "beta_start": POSITIVE,
+                            "beta_end": POSITIVE, "anneal_kimg": NON_NEGATIVE,
+                            "discrete_support": Range(0, 1, lo_open=True), "group_size": AT_LEAST_ONE})
         if not 0 < self.min_scale <= self.max_scale <= 1:
-            raise ValueError(f"patch scales need 0 < min_scale <= max_scale <= 1, got {self.min_scale}, "
-                             f"{self.max_scale}")
-        if self.group_size < 1:
-            raise ValueError(f"patch group_size must be >= 1, got {self.group_size}")
+            raise ConfigError(f"patch scales need 0 < min_scale <= max_scale <= 1, got {self.min_scale}, "
+                              f"{self.max_scale}")
 
 
 def linear_schedule(step: float, start: float, end: float, period: float) -> float:

@@ -23,6 +23,8 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor
 
+from ..checks import AT_LEAST_ONE, FINITE, NON_NEGATIVE, POSITIVE, check_config
+from ..errors import ConfigError
 from .compositing import Background, DensityActivation, DepthMode, activate_density, composite
 from .sampling import Jitter, Spacing, sample_importance, stratified_parts
 
@@ -66,13 +68,26 @@ class RenderConfig:
     """Length of the last interval without midpoint compositing: 1e10 makes the farthest sample an opaque backdrop
     (pi-GAN); EpiGRAF uses 1e-3 when a background model is composited behind the rays."""
     background: Background = "black"
-    """black, white (CARLA) or last_sample (pi-GAN's last_back)."""
+    """black, white (CARLA), last_sample (pi-GAN's last_back) or last_sample+white (both, as pi-GAN's renderer
+    composites them: the leftover weight goes to the farthest sample and white is added with it too)."""
     depth_mode: DepthMode = "expected"
     """expected = sum w t (pi-GAN); normalized = divided by the opacity (EG3D)."""
     noise_std: float = 0.0
     """Std of the Gaussian noise on raw density (training regulariser)."""
     max_points: int | None = 16384
     """Field evaluations per chunk (points = rays x samples); None renders all rays at once (training)."""
+
+    def __post_init__(self) -> None:
+        check_config(self, _RENDER_RANGES)
+        if self.far <= self.near:
+            raise ConfigError(f"far must be > near (rays run from near to far), got near={self.near}, far={self.far}")
+        if self.spacing == "disparity" and self.near <= 0:
+            raise ConfigError(f"disparity spacing needs near > 0 (samples are even in 1/t), got near={self.near}")
+
+
+_RENDER_RANGES = {"near": NON_NEGATIVE, "far": POSITIVE, "num_samples": AT_LEAST_ONE, "num_importance": NON_NEGATIVE,
+                  "importance_weight_eps": NON_NEGATIVE, "density_bias": FINITE, "last_delta": POSITIVE,
+                  "noise_std": NON_NEGATIVE, "max_points": AT_LEAST_ONE}
 
 
 @dataclass

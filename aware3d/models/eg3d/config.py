@@ -15,6 +15,9 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from ...cameras import PoseDistribution
+from ...checks import (AT_LEAST_ONE, FINITE, FOV_DEGREES, NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, Range, check_config,
+                       power_of_two_problem)
+from ...errors import ConfigError
 from ...nn.stylegan2.layers import NoiseMode
 from ...nn.triplane import PlaneAxes
 from ...rendering import RenderConfig
@@ -127,14 +130,13 @@ class EG3DConfig:
     """Random z averaged into w_avg by update_w_avg() for a fresh model (imported ones keep their own)."""
 
     def __post_init__(self) -> None:
-        if self.plane_resolution < 4 or self.plane_resolution & (self.plane_resolution - 1):
-            raise ValueError(f"plane_resolution must be a power of two >= 4, got {self.plane_resolution}")
-        if self.img_resolution < 8 or self.img_resolution & (self.img_resolution - 1):
-            raise ValueError(f"img_resolution must be a power of two >= 8, got {self.img_resolution}")
+        check_config(self, EG3D_RANGES)
+        problem = (power_of_two_problem("plane_resolution", self.plane_resolution, 4)
+                   or power_of_two_problem("img_resolution", self.img_resolution, 8))
+        if problem:
+            raise ConfigError(problem)
         if self.render.num_samples < 2:
-            raise ValueError("EG3D's midpoint compositing needs render.num_samples >= 2")
-        if self.num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0 (0 = unconditional), got {self.num_classes}")
+            raise ConfigError("EG3D's midpoint compositing needs render.num_samples >= 2")
 
     @property
     def resolution(self) -> int:
@@ -147,6 +149,19 @@ class EG3DConfig:
         return "pixel_centers"
 
 
+EG3D_RANGES = {"z_dim": AT_LEAST_ONE, "w_dim": AT_LEAST_ONE, "c_dim": NON_NEGATIVE, "num_classes": NON_NEGATIVE,
+               "mapping_layers": AT_LEAST_ONE, "mapping_lr_mul": POSITIVE, "w_avg_beta": UNIT_INTERVAL,
+               "channel_base": AT_LEAST_ONE, "channel_max": AT_LEAST_ONE, "num_fp16_res": NON_NEGATIVE,
+               "conv_clamp": POSITIVE, "plane_channels": AT_LEAST_ONE, "box_warp": POSITIVE,
+               "decoder_hidden": AT_LEAST_ONE, "decoder_lr_mul": POSITIVE, "decoder_output_dim": Range(3),
+               "sr_channels": AT_LEAST_ONE, "sr_num_fp16_res": NON_NEGATIVE, "neural_rendering_resolution": AT_LEAST_ONE,
+               "c_scale": FINITE, "camera_radius": POSITIVE, "camera_pivot": FINITE, "fov_deg": FOV_DEGREES,
+               "focal": POSITIVE, "eval_truncation_psi": FINITE, "truncation_cutoff": NON_NEGATIVE,
+               "shape_half_extent": POSITIVE, "w_avg_samples": AT_LEAST_ONE}
+"""The allowed range of each numeric field of :class:`EG3DConfig` (checked on construction); decoder_output_dim
+holds RGB in its first 3 channels."""
+
+
 def _ffhq(**kw) -> EG3DConfig:
     return replace(EG3DConfig(), **kw)
 
@@ -157,12 +172,14 @@ EG3D_PRESETS: dict[str, EG3DConfig] = {
     # afhqcats512-128.pkl: same renderer, pivot (0, 0, -0.06).
     "eg3d-afhq": _ffhq(camera_pivot=(0.0, 0.0, -0.06)),
     # shapenetcars128-64.pkl: 128 px output, white background, no generator pose conditioning, focal 1.0254
-    # (the dataset's 525 / 512), cameras on the upper hemisphere at radius 1.7.
+    # (the dataset's 525 / 512), cameras on the upper hemisphere at radius 1.7; the tools' central view is
+    # gen_samples' conditioning camera on the equator (its views sit just above it), not the hemisphere's centre.
     "eg3d-shapenet": _ffhq(
         img_resolution=128, sr_module="SuperresolutionHybrid2X", neural_rendering_resolution=64,
         c_gen_conditioning_zero=True, box_warp=1.6, camera_radius=1.7, camera_pivot=(0.0, 0.0, 0.0),
         focal=1.025390625,
-        pose=PoseDistribution("spherical_uniform", math.pi / 2, math.pi / 4, math.pi, math.pi / 4, 1.7),
+        pose=PoseDistribution("spherical_uniform", math.pi / 2, math.pi / 4, math.pi, math.pi / 4, 1.7,
+                              frontal_pitch=math.pi / 2),
         render=eg3d_render(0.1, 2.6, 64, 64, background="white"),
         eval_render=eg3d_render(0.1, 2.6, 64, 64, background="white", max_points=1 << 19),
         shape_half_extent=0.8,

@@ -22,6 +22,9 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from ...cameras import PoseDistribution
+from ...checks import (AT_LEAST_ONE, FINITE, FOV_DEGREES, NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, Range, check_config,
+                       power_of_two_problem)
+from ...errors import ConfigError
 from ...nn.stylegan2.layers import NoiseMode
 from ...rendering import RenderConfig
 
@@ -138,19 +141,19 @@ class EpiGRAFConfig:
     """Random z averaged into w_avg by update_w_avg() for a fresh model (imported ones keep their own)."""
 
     def __post_init__(self) -> None:
-        if self.plane_resolution < 4 or self.plane_resolution & (self.plane_resolution - 1):
-            raise ValueError(f"plane_resolution must be a power of two >= 4, got {self.plane_resolution}")
+        check_config(self, EPIGRAF_RANGES)
+        problem = power_of_two_problem("plane_resolution", self.plane_resolution, 4)
+        if problem:
+            raise ConfigError(problem)
         if self.background not in FOREGROUND_LAST_DELTA:
-            raise ValueError(f"unknown background {self.background!r}; valid: {', '.join(FOREGROUND_LAST_DELTA)}")
+            raise ConfigError(f"unknown background {self.background!r}; valid: {', '.join(FOREGROUND_LAST_DELTA)}")
         for name in ("render", "eval_render"):
             cfg: RenderConfig = getattr(self, name)
             want = FOREGROUND_LAST_DELTA[self.background]
             if cfg.midpoint or cfg.last_delta != want:
-                raise ValueError(f"{name}: EpiGRAF composites at the samples with the last delta {want:g} for "
+                raise ConfigError(f"{name}: EpiGRAF composites at the samples with the last delta {want:g} for "
                                  f"background {self.background!r} (got midpoint={cfg.midpoint}, "
                                  f"last_delta={cfg.last_delta:g}); build it with epigraf_render(background_model=...)")
-        if self.eval_ray_step_multiplier < 1:
-            raise ValueError(f"eval_ray_step_multiplier must be >= 1, got {self.eval_ray_step_multiplier}")
 
     @property
     def resolution(self) -> int:
@@ -166,6 +169,19 @@ class EpiGRAFConfig:
     def camera_radius(self) -> float:
         """Distance of the cameras from the world origin (the dataset's ``camera.radius``)."""
         return self.pose.radius
+
+
+EPIGRAF_RANGES = {"z_dim": AT_LEAST_ONE, "w_dim": AT_LEAST_ONE, "c_dim": NON_NEGATIVE,
+                  "camera_cond_drop_p": UNIT_INTERVAL, "camera_cond_noise_std": NON_NEGATIVE,
+                  "mean_camera_pose": FINITE, "mapping_layers": AT_LEAST_ONE, "mapping_lr_mul": POSITIVE,
+                  "w_avg_beta": UNIT_INTERVAL, "channel_base": AT_LEAST_ONE, "channel_max": AT_LEAST_ONE,
+                  "conv_clamp": POSITIVE, "plane_channels": AT_LEAST_ONE, "decoder_hidden": AT_LEAST_ONE,
+                  "cube_scale": POSITIVE, "fov_deg": FOV_DEGREES, "img_resolution": AT_LEAST_ONE,
+                  "patch_resolution": AT_LEAST_ONE, "bg_num_blocks": AT_LEAST_ONE, "bg_channel_base": AT_LEAST_ONE,
+                  "bg_channel_max": AT_LEAST_ONE, "bg_posenc_period": Range(1), "bg_num_steps": AT_LEAST_ONE,
+                  "bg_start": POSITIVE, "eval_ray_step_multiplier": AT_LEAST_ONE, "eval_truncation_psi": FINITE,
+                  "truncation_cutoff": NON_NEGATIVE, "shape_half_extent": POSITIVE, "w_avg_samples": AT_LEAST_ONE}
+"""The allowed range of each numeric field of :class:`EpiGRAFConfig` (checked on construction)."""
 
 
 def _megascans(c_dim: int) -> EpiGRAFConfig:

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from ...cameras import PixelGrid, PoseDistribution
+from ...checks import AT_LEAST_ONE, FINITE, FOV_DEGREES, NON_NEGATIVE, POSITIVE, check_config
 from ...rendering import RenderConfig
 
 
@@ -52,6 +53,20 @@ class PiGANConfig:
     """Feed the view direction to the colour branch (pi-GAN); False fixes it, like ShadeGAN's view_condition=False,
     so colour cannot fake geometry with view-dependent effects."""
 
+    def __post_init__(self) -> None:
+        check_config(self, PIGAN_RANGES)
+
+
+PIGAN_RANGES = {"z_dim": AT_LEAST_ONE, "hidden_dim": AT_LEAST_ONE, "num_film_layers": AT_LEAST_ONE,
+                "mapping_hidden_dim": AT_LEAST_ONE, "mapping_layers": NON_NEGATIVE, "box_warp": POSITIVE,
+                "fov_deg": FOV_DEGREES, "resolution": AT_LEAST_ONE, "eval_truncation_psi": FINITE,
+                "shape_half_extent": POSITIVE, "w_avg_samples": AT_LEAST_ONE}
+"""The allowed range of each numeric field of :class:`PiGANConfig` (checked on construction)."""
+
+
+OFFICIAL_CURRICULA: dict[str, str] = {"pigan-celeba": "CelebA", "pigan-cats": "CATS", "pigan-carla": "CARLA"}
+"""The presets of the official curricula (``curriculums.py``), with their names: what an official file may be."""
+
 
 PIGAN_PRESETS: dict[str, PiGANConfig] = {
     "pigan-celeba": PiGANConfig(),
@@ -67,7 +82,8 @@ PIGAN_PRESETS: dict[str, PiGANConfig] = {
         resolution=32,
         pose=PoseDistribution("spherical_uniform", math.pi / 2, math.pi / 4 * 85 / 90, math.pi, math.pi / 4 * 85 / 90, 1.0),
         render=RenderConfig(near=0.7, far=1.3, num_samples=48, num_importance=48, background="white"),
-        eval_render=RenderConfig(near=0.7, far=1.3, num_samples=48, num_importance=48, background="white",
+        # The render scripts double the curriculum's 48 steps (--ray_step_multiplier 2); CARLA has no eval_last_back.
+        eval_render=RenderConfig(near=0.7, far=1.3, num_samples=96, num_importance=96, background="white",
                                  perturb=False, importance_det=True),
         shape_half_extent=0.35,
     ),

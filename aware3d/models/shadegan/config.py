@@ -13,6 +13,9 @@ import math
 from dataclasses import dataclass, field, replace
 
 from ...cameras import PixelGrid, PoseDistribution
+from ...checks import (AT_LEAST_ONE, FINITE, FOV_DEGREES, NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, check_config,
+                       power_of_two_problem)
+from ...errors import ConfigError
 from ...rendering import RenderConfig
 
 RELIGHT_FRONTAL = (0.17, 0.42, 0.0, 0.3)
@@ -88,6 +91,40 @@ class ShadeGANConfig:
     light_std: tuple[float, float, float, float] = (0.1, 0.1, 0.3, 0.2)
     """Per-entry std of the default prior (diagonal covariance) until a prior file is loaded."""
 
+    def __post_init__(self) -> None:
+        check_config(self, SHADEGAN_RANGES)
+        if self.surface_tracker:
+            problem = power_of_two_problem("tracker_size", self.tracker_size, 8)
+            # Each of the tracker's log2(size / 8) blocks halves the channels; its group norms need multiples of 4.
+            step = 4 * self.tracker_size // 8
+            if problem is None and self.tracker_channels % step:
+                problem = (f"tracker_channels must be a multiple of {step} for tracker_size {self.tracker_size}, "
+                           f"got {self.tracker_channels}")
+            if problem:
+                raise ConfigError(problem)
+
+
+SHADEGAN_RANGES = {"z_dim": AT_LEAST_ONE, "hidden_dim": AT_LEAST_ONE, "num_film_layers": AT_LEAST_ONE,
+                   "mapping_hidden_dim": AT_LEAST_ONE, "mapping_layers": NON_NEGATIVE, "box_warp": POSITIVE,
+                   "fov_deg": FOV_DEGREES, "resolution": AT_LEAST_ONE, "eval_truncation_psi": FINITE,
+                   "shape_half_extent": POSITIVE, "shape_level": FINITE, "w_avg_samples": AT_LEAST_ONE,
+                   "tracker_channels": AT_LEAST_ONE, "delta": FINITE, "light_ratio": UNIT_INTERVAL,
+                   "light_mean": FINITE, "light_std": NON_NEGATIVE}
+"""The allowed range of each numeric field of :class:`ShadeGANConfig` (checked on construction)."""
+
+
+OFFICIAL_CURRICULA: dict[str, str] = {
+    "shadegan-celeba-view": "CelebA_ShadeGAN_view",
+    "shadegan-celeba-noview": "CelebA_ShadeGAN_noview",
+    "shadegan-cats": "CATS_ShadeGAN",
+    "shadegan-bfm": "BFM_ShadeGAN_noview or BFM_ShadeGAN_view",
+}
+"""The presets of the official curricula (``curriculums.py``), with their names: what an official file may be."""
+
+LIGHT_PRIOR_NAMES: dict[str, str] = {"shadegan-celeba-view": "celeba", "shadegan-celeba-noview": "celeba",
+                                     "shadegan-cats": "cat", "shadegan-bfm": "synface"}
+"""The dataset name of each official preset's light prior (the official ``LSampler`` reads
+``weights/light_mvn/<name>_light_mvn.pth`` for its curriculum's dataset)."""
 
 _TINY_RENDER = {"near": 0.88, "far": 1.12, "samples": 6}
 
