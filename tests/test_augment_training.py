@@ -137,7 +137,7 @@ def test_presets_and_options():
 
 def test_cli_aug_flags(tmp_path, capsys):
     assert main(["train", "--preset", "pigan-tiny", "--out", str(tmp_path / "r"), "--aug", "fixed", "--device", "cpu",
-                 "--steps", "0", "--no-progress"]) == 2
+                 "--steps", "1", "--no-progress"]) == 2
     assert "--aug-p" in capsys.readouterr().err
 
 

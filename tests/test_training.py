@@ -193,25 +193,29 @@ def test_time_limit_stops_with_checkpoint(tmp_path):
 
 
 def test_non_finite_updates_are_skipped_then_stop_the_run(tmp_path):
-    trainer = Trainer(options(tmp_path / "run", steps=6, checkpoint_every=1, max_bad_steps=3))
+    """Skipped non-finite updates are logged; a streak of max_bad_steps stops the run, naming checkpoint-good/: the
+    last checkpoint written outside a streak and followed by a good step, not the latest one (written in it)."""
+    trainer = Trainer(options(tmp_path / "run", steps=10, checkpoint_every=2, max_bad_steps=3))
     original = trainer.recipe.loss
 
     def loss(phase, chunk, stage):
         value, stats = original(phase, chunk, stage)
-        if stage.step == 1 and phase.module == "G" or stage.step >= 3:
+        if stage.step == 1 and phase.module == "G" or stage.step >= 5:
             value = value * float("nan")
         return value, stats
 
     trainer.recipe.loss = loss
     with pytest.raises(TrainingDiverged, match="3 consecutive") as info:
         trainer.train()
-    assert "checkpoint" in str(info.value) and "(step 5)" in str(info.value)
+    good = tmp_path / "run" / "checkpoint-good"
+    assert f"{good} (step 4" in str(info.value) and f"--resume {good}" in str(info.value)
     events = [s for s in read_stats(tmp_path / "run") if s.get("event") == "non_finite_update_skipped"]
-    assert [e["step"] for e in events] == [2, 4, 5, 6] and events[0]["phases"] == ["G_main"]
-    # The last good checkpoint is readable and holds finite weights.
-    meta = read_training_meta(tmp_path / "run" / "checkpoint")
-    assert meta["state"]["step"] == 5 and meta["state"]["skipped_steps"] == 3
-    for k, v in weights(tmp_path / "run", "G").items():
+    assert [e["step"] for e in events] == [2, 6, 7, 8] and events[0]["phases"] == ["G_main"]
+    # The latest checkpoint was written in the streak; the good one before it is readable and finite.
+    assert read_training_meta(tmp_path / "run" / "checkpoint")["state"]["step"] == 6
+    meta = read_training_meta(good)
+    assert meta["state"]["step"] == 4 and meta["state"]["skipped_steps"] == 1
+    for k, v in load_file(str(good / "G.safetensors")).items():
         assert torch.isfinite(v).all(), k
 
 

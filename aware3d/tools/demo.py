@@ -10,7 +10,9 @@ Everything lands in one folder::
     <out>/seed0000.ply    a coloured marching-cubes mesh (and the density volume seed0000.mrc)
     <out>/demo.json       the numbers: steps, time, images/s, final losses, metrics
 
-Running it again on the same folder continues the same run for another ``--minutes``.
+Running it again on the same folder continues the same run for another ``--minutes``. The progress bar shows the
+training time against ``--minutes``. SIGINT/SIGTERM stop the training with a checkpoint and end the demo with exit
+status 130/143, as ``aware3d train`` does.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from ..data.synthetic import SYNTHETIC_DATASETS
 from ..io.depth_pictures import (DepthRange, attach_colorbar, colorize_depth_robust, normals_picture,
                                  robust_depth_range)
 from ..io.media import make_grid, save_image, to_uint8, write_json, write_video
-from ..training.config import TrainOptions
+from ..training.config import TrainOptions, validate_options
+from ..training.run_folder import checkpoint_step
+from ..training.signals import TrainingInterrupted, signal_exit_status
 from ..training.stats import read_stats
 from ..training.trainer import train
 
@@ -68,17 +72,18 @@ class DemoOptions:
     """Grid points per axis for the mesh."""
 
 
-def _train(opts: DemoOptions, run_dir: Path):
-    resume = (run_dir / "checkpoint" / "state.json").is_file()
+def _train_options(opts: DemoOptions, run_dir: Path) -> TrainOptions:
+    """The training session: a new run in ``run_dir``, or the one there continued (by time; the step total is a
+    placeholder that is never reached)."""
+    resume = checkpoint_step(run_dir / "checkpoint") is not None
     data = opts.data
     if opts.data_pool and data in SYNTHETIC_DATASETS:
         # Ray casting a batch of heads costs several percent of a CPU step; a pool rendered once (inside the
         # time budget, a few seconds) does not. The run's config names it, so a resumed run gets it back.
         data = f"{data}:{opts.data_pool}"
-    topts = TrainOptions(preset=opts.preset, data=data, out=str(run_dir), resume=str(run_dir) if resume else None,
-                         steps=10 ** 9, minutes=opts.minutes, seed=opts.seed, device=opts.device,
-                         sample_every=100, checkpoint_every=200, progress=opts.progress, tensorboard=False)
-    return train(topts)
+    return TrainOptions(preset=opts.preset, data=data, out=str(run_dir), resume=str(run_dir) if resume else None,
+                        steps=10 ** 9, minutes=opts.minutes, seed=opts.seed, device=opts.device,
+                        sample_every=100, checkpoint_every=200, progress=opts.progress, tensorboard=False)
 
 
 def _fit(pictures: torch.Tensor, size: torch.Size) -> torch.Tensor:
@@ -103,8 +108,8 @@ def _sample_grid(G, path: Path, seeds: list[int], yaws: list[float], resolution:
     from ..api import render
     from ..metrics.reprojection import output_surface_depth
 
-    pose = G.config.pose
-    cameras = G.cameras([pose.yaw_mean + y for y in yaws], [pose.pitch_mean] * len(yaws))
+    yaw0, pitch0 = G.config.pose.frontal()
+    cameras = G.cameras([yaw0 + y for y in yaws], [pitch0] * len(yaws))
     outs = [render(G, z=G.z_from_seeds([s] * len(yaws)), cameras=cameras, resolution=resolution,
                    normals=G.capabilities.normals) for s in seeds]
     # One range for every depth row, so that the rows compare and one colour bar reads them all.
@@ -165,9 +170,14 @@ def run(opts: DemoOptions) -> dict:
     from . import video as video_tool
 
     out = Path(opts.out)
+    topts = _train_options(opts, out / "run")
+    validate_options(topts)  # --minutes 0 and the like: refused before the folder is made
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    result = _train(opts, out / "run")
+    result = train(topts)
+    if result.stopped_by == "signal":  # the run is saved; stop now, as aware3d train does (exit status 130/143)
+        raise TrainingInterrupted(signal_exit_status(result.stop_signal), {"out": str(out), "step": result.step,
+                                                                            "stopped_by": result.stopped_by})
     G = api.load(str(result.generator_dir))
     res = opts.resolution
     samples, depth_range = _sample_grid(G, out / "samples.png", [0, 1, 2, 3], [-0.45, -0.225, 0.0, 0.225, 0.45], res)

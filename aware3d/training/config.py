@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import json
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..augment.run import DAugmentConfig
 from ..config import apply_overrides, from_dict, to_dict
+from ..errors import OptionError
 from .curriculum import Curriculum
 from .ema import HalfLifeEMA
 from .presets import TrainPreset, get_train_preset
@@ -28,9 +32,13 @@ class TrainOptions:
     data: str | None = None
     """Dataset: synthetic-heads, synthetic-objects, a folder of images or a zip (default: the preset's)."""
     out: str = "runs/train"
-    """Run folder: config.json, stats.jsonl, samples/, checkpoint/, generator/ (must not hold another run)."""
+    """Run folder: config.json, stats.jsonl, samples/, checkpoint/, generator/ (must not hold another run's checkpoint;
+    a folder stopped before its first checkpoint is started again)."""
     resume: str | None = None
-    """A run folder to continue exactly where it stopped (its config is used; --steps/--minutes may change)."""
+    """A run folder to continue exactly where it stopped, or one of its checkpoint folders (RUN/checkpoint-good after
+    a divergence). Its config is used; --steps, --minutes, --data, --mirror and the learning rates, batch_split,
+    schedules and loss.* of --override may change (recorded in config.json), nothing else. A folder without a
+    checkpoint resumes from step 0."""
     steps: int | None = None
     """Stop after this many steps in total (default: the preset's)."""
     minutes: float | None = None
@@ -41,8 +49,9 @@ class TrainOptions:
     """cpu, cuda, cuda:1 ... or auto (cuda if available; under torchrun each process takes its local GPU)."""
     amp: bool = True
     """Mixed precision (float16 autocast + gradient scaling) on GPU; ignored on CPU."""
-    mirror: bool = False
-    """Mirror augmentation: also train on left-right flipped images (with mirrored cameras)."""
+    mirror: bool | None = None
+    """Mirror augmentation: also train on left-right flipped images (with mirrored cameras); default off (on resume:
+    as the run had it)."""
     skip_corrupt: bool = False
     """Skip unreadable image files with a warning instead of stopping."""
     log_every: int = 10
@@ -54,7 +63,10 @@ class TrainOptions:
     ema_decays: tuple[float, ...] | None = None
     """Fixed per-step EMA decays of G (default 0.999 0.9999, none if the preset has a half-life EMA, which comes first)."""
     max_bad_steps: int = 10
-    """Stop after this many consecutive updates with a non-finite loss or gradient."""
+    """Stop after this many consecutive skipped updates (non-finite or absurd loss or gradient norm)."""
+    max_update_ratio: float = 1e3
+    """Skip an update whose loss or gradient norm exceeds this many times its running median (at least 1; see
+    aware3d.training.guard); 0: skip only non-finite ones."""
     override: tuple[str, ...] = ()
     """Changes to the preset as key=value: model.hidden_dim=64 loss.r1_gamma=1 curriculum.fade_steps=100 ema.rampup=null ..."""
     tensorboard: bool = True
@@ -165,14 +177,7 @@ def resolve_run_config(opts: TrainOptions, preset: TrainPreset | None = None) ->
     sections: dict[str, Any] = {"model": model_cfg, "discriminator": preset.discriminator, "loss": preset.loss,
                                 "curriculum": preset.curriculum, "ema": preset.ema,
                                 "augment": _augment_start(preset.augment, opts.aug_from)}
-    grouped: dict[str, list[str]] = {k: [] for k in _SECTIONS}
-    for item in opts.override:
-        head, _, rest = item.partition(".")
-        if head not in grouped or not rest:
-            raise ValueError(f"override {item!r} must start with one of {', '.join(s + '.' for s in _SECTIONS)} "
-                             "(e.g. loss.r1_gamma=1)")
-        grouped[head].append(rest)
-    for k, items in grouped.items():
+    for k, items in grouped_overrides(opts.override).items():
         if k == "ema" and items and sections[k] is None:  # a preset without one gets the StyleGAN EMA, as changed
             sections[k] = HalfLifeEMA()
         sections[k] = apply_overrides(sections[k], items)
@@ -185,9 +190,22 @@ def resolve_run_config(opts: TrainOptions, preset: TrainPreset | None = None) ->
     return RunConfig(
         family=family.name, preset=opts.preset, model=sections["model"], discriminator=sections["discriminator"],
         loss=sections["loss"], curriculum=sections["curriculum"], data=data,
-        total_steps=opts.steps if opts.steps is not None else preset.total_steps, seed=opts.seed, mirror=opts.mirror,
+        total_steps=opts.steps if opts.steps is not None else preset.total_steps, seed=opts.seed,
+        mirror=bool(opts.mirror),
         ema_decays=ema_decays, ema=sections["ema"], augment=_augment_options(sections["augment"], opts),
     )
+
+
+def grouped_overrides(overrides: tuple[str, ...] | list[str]) -> dict[str, list[str]]:
+    """``--override`` items by config section (``loss.r1_gamma=1`` -> ``{"loss": ["r1_gamma=1"], ...}``)."""
+    grouped: dict[str, list[str]] = {k: [] for k in _SECTIONS}
+    for item in overrides:
+        head, _, rest = item.partition(".")
+        if head not in grouped or not rest:
+            raise ValueError(f"override {item!r} must start with one of {', '.join(s + '.' for s in _SECTIONS)} "
+                             "(e.g. loss.r1_gamma=1)")
+        grouped[head].append(rest)
+    return grouped
 
 
 def _augment_start(preset_augment: DAugmentConfig, snapshot: str | None) -> DAugmentConfig:
@@ -225,5 +243,120 @@ def with_total_steps(cfg: RunConfig, steps: int | None) -> RunConfig:
     return cfg if steps is None else replace(cfg, total_steps=steps)
 
 
-__all__ = ["DEFAULT_EMA_DECAYS", "RunConfig", "TrainOptions", "resolve_ema_decays", "resolve_run_config",
+# ------------------------------------------------------------------------------------------- validation
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_count(flag: str, value: Any, least: int, what: str) -> None:
+    if not _is_int(value) or value < least:
+        raise OptionError(f"{flag} must be {what}, got {value!r}")
+
+
+def validate_options(opts: TrainOptions) -> None:
+    """Refuse out-of-range options (naming the option) before anything is built or written."""
+    _check_count("--checkpoint-every", opts.checkpoint_every, 1, "a positive number of steps")
+    _check_count("--log-every", opts.log_every, 1, "a positive number of steps")
+    _check_count("--sample-every", opts.sample_every, 0, "a number of steps >= 0 (0: no sample grids)")
+    _check_count("--sample-seeds", opts.sample_seeds, 1, "a positive number of latents")
+    _check_count("--max-bad-steps", opts.max_bad_steps, 1, "a positive number of updates")
+    _check_count("--metrics-every", opts.metrics_every, 0, "a number of steps >= 0 (0: never)")
+    _check_count("--keep-snapshots", opts.keep_snapshots, 0, "a number >= 0 (0 keeps all)")
+    if opts.steps is not None:
+        _check_count("--steps", opts.steps, 1, "a positive number of steps (the run's total)")
+    if opts.metrics_num_gen is not None:
+        _check_count("--metrics-num-gen", opts.metrics_num_gen, 0, "a number of images >= 0")
+    if opts.minutes is not None and (isinstance(opts.minutes, bool) or not isinstance(opts.minutes, (int, float))
+                                     or not math.isfinite(opts.minutes) or opts.minutes <= 0):
+        raise OptionError(f"--minutes must be a positive, finite number of minutes, got {opts.minutes!r}")
+    ratio = opts.max_update_ratio
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not math.isfinite(ratio) \
+            or not (ratio == 0 or ratio > 1):
+        raise OptionError(f"--max-update-ratio must be 0 (off) or a finite number > 1, got {ratio!r}")
+
+
+# ------------------------------------------------------------------------------------------- resume
+RESUMABLE = ("total_steps", "data", "mirror", "loss.*", "curriculum.stages.*.g_lr", "curriculum.stages.*.d_lr",
+             "curriculum.stages.*.batch_split", "curriculum.fade_steps", "curriculum.density_noise",
+             "curriculum.density_noise_steps", "curriculum.betas.*", "curriculum.weight_decay")
+"""What a resumed run may change (dotted keys of config.json, ``*`` for any index or field): none of these
+shapes a weight or an optimiser state, nor the resolution of the data."""
+_RUN_DEFINING = {"preset": "--preset", "seed": "--seed", "ema_decays": "--ema-decays", "aug": "--aug",
+                 "aug_p": "--aug-p", "aug_from": "--aug-from"}
+
+
+def flat_config(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A config as ``{dotted key: leaf value}`` (list items by index: ``curriculum.stages.0.g_lr``; an empty list or
+    object is a leaf)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = to_dict(value)
+    if isinstance(value, dict) and value:
+        items = list(value.items())
+    elif isinstance(value, (list, tuple)) and value:
+        items = [(str(i), v) for i, v in enumerate(value)]
+    else:
+        return {prefix[:-1]: value}
+    out: dict[str, Any] = {}
+    for k, v in items:
+        out.update(flat_config(v, f"{prefix}{k}."))
+    return out
+
+
+def config_changes(before: RunConfig, after: RunConfig) -> dict[str, list]:
+    """``{dotted key: [old, new]}`` for every leaf that differs; stages added or removed also show as
+    ``curriculum.stages: [old count, new count]``."""
+    a, b = flat_config(before), flat_config(after)
+    changes = {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+    if len(before.curriculum.stages) != len(after.curriculum.stages):
+        changes["curriculum.stages"] = [len(before.curriculum.stages), len(after.curriculum.stages)]
+    return changes
+
+
+def _refused_options(stored: RunConfig, opts: TrainOptions) -> list[str]:
+    """The run-defining options given on resume that differ from the run's (values left at their defaults pass)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainOptions)}
+    refused = []
+    for name, flag in _RUN_DEFINING.items():
+        given = getattr(opts, name)
+        if given == defaults[name] or given is None:
+            continue
+        if name == "preset" and given == stored.preset or name == "seed" and given == stored.seed:
+            continue
+        if name == "ema_decays" and tuple(float(d) for d in given) == stored.ema_decays:
+            continue
+        refused.append(f"{flag} {given}")
+    return refused
+
+
+def resume_run_config(stored: RunConfig, opts: TrainOptions, step: int, where: str) -> tuple[RunConfig, dict]:
+    """The config of a run resumed at ``step``: ``stored`` with the options' permitted changes (:data:`RESUMABLE`)
+    applied; returns it and the changes ``{dotted key: [old, new]}``. Anything else that would change is refused
+    with one error listing it and what may change."""
+    refused = _refused_options(stored, opts)
+    if opts.steps is not None and opts.steps < step:
+        raise OptionError(f"--steps {opts.steps}: {where} has completed {step} steps already; give a total of at "
+                          f"least {step} (or leave --steps out to keep the run's {stored.total_steps})")
+    sections = {k: getattr(stored, k) for k in _SECTIONS}
+    for k, items in grouped_overrides(opts.override).items():
+        if items:
+            sections[k] = apply_overrides(HalfLifeEMA() if k == "ema" and sections[k] is None else sections[k],
+                                          items)
+    changed = replace(stored, **sections, data=opts.data or stored.data,
+                      mirror=stored.mirror if opts.mirror is None else bool(opts.mirror),
+                      total_steps=stored.total_steps if opts.steps is None else opts.steps)
+    changes = config_changes(stored, changed)
+    refused += [f"{k} ({v[0]!r} -> {v[1]!r})" for k, v in changes.items()
+                if not any(fnmatch.fnmatchcase(k, pattern) for pattern in RESUMABLE)]
+    if refused:
+        raise OptionError(
+            f"--resume {where}: {'; '.join(refused)} cannot change when resuming (the checkpoint's weights, optimiser "
+            "states and data were made with the run's settings). What may change on resume: --steps, --minutes, "
+            "--data, --mirror, and with --override the stages' g_lr/d_lr/batch_split (curriculum.stages=[...] with "
+            "the same stages otherwise), curriculum.fade_steps/density_noise/density_noise_steps/betas/weight_decay "
+            "and loss.*; for anything else start a new run with --out")
+    return changed, changes
+
+
+__all__ = ["DEFAULT_EMA_DECAYS", "RESUMABLE", "RunConfig", "TrainOptions", "config_changes", "flat_config",
+           "grouped_overrides", "resolve_ema_decays", "resolve_run_config", "resume_run_config", "validate_options",
            "with_total_steps"]

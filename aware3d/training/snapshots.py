@@ -18,10 +18,12 @@ import json
 import math
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..io.atomic import recover_folder
 from ..io.checkpoint import save_generator
 from ..io.media import write_json
 from .config import RUN_FORMAT
@@ -118,11 +120,33 @@ def run_generator(run_dir: str | os.PathLike, best: str | None = None) -> Path:
     """The generator folder a run offers: its latest export, or with ``best`` its best snapshot by that metric."""
     if best is not None:
         return best_snapshot(run_dir, best).path
-    folder = Path(run_dir) / "generator"
+    folder = recover_folder(Path(run_dir) / "generator")  # a kill between the export's two renames
+    _warn_if_behind(Path(run_dir), folder)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{run_dir} is a training run without an exported generator yet ({folder} is "
                                 "written with the first checkpoint); resume it, or pick a snapshot with --best")
     return folder
+
+
+def _step_of(file: Path, *keys: str) -> int | None:
+    try:
+        value: Any = json.loads(file.read_text())
+        for k in keys:
+            value = value[k]
+        return int(value)
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _warn_if_behind(run_dir: Path, folder: Path) -> None:
+    """Warn when the export is older than the run's checkpoint (a kill during an export by an aware3d that wrote
+    the checkpoint first; the trainer now exports first, and a resume re-exports)."""
+    exported = _step_of(folder / "config.json", "source", "step")
+    saved = _step_of(recover_folder(run_dir / "checkpoint") / "state.json", "state", "step")
+    if exported is not None and saved is not None and exported < saved:
+        warnings.warn(f"{folder} holds the generator of step {exported}, but {run_dir}'s checkpoint is at step "
+                      f"{saved} (an export was interrupted): run aware3d train --resume {run_dir} to export it again",
+                      stacklevel=3)
 
 
 def prune_snapshots(run_dir: str | os.PathLike, keep: int, metric: str | None) -> list[Path]:

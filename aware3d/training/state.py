@@ -46,11 +46,14 @@ class TrainingState:
     elapsed_s: float = 0.0
     """Training wall time so far, summed over resumes."""
     skipped_steps: int = 0
-    """Updates skipped because a loss or gradient was not finite."""
+    """Steps with an update skipped because a loss or gradient was not finite or absurd."""
     consecutive_bad: int = 0
-    """Current run of consecutive non-finite updates."""
+    """Current run of consecutive skipped updates (a resumed session starts a new count)."""
     best: dict[str, float] = field(default_factory=dict)
     """Best value seen per tracked metric."""
+    update_history: dict[str, list[float]] = field(default_factory=dict)
+    """Per ``<phase>/<loss|grad_norm>``, the latest accepted values: the running range that an absurd update is
+    judged against (see :mod:`aware3d.training.guard`)."""
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

@@ -9,6 +9,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..io.atomic import atomic_write_bytes
+
 
 class StatsWriter:
     """Appends stats lines; mirrors scalars to TensorBoard if ``tensorboard`` is importable and wanted."""
@@ -44,6 +46,29 @@ class StatsWriter:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def truncate_stats(run_dir: str | Path, step: int) -> int:
+    """Drop the lines of ``stats.jsonl`` after ``step`` (steps a resumed session replays from its checkpoint, or
+    every line when a folder without a checkpoint starts again at 0) and any torn line; returns the lines dropped.
+    The file is rewritten atomically, and only when something is dropped."""
+    p = Path(run_dir) / "stats.jsonl"
+    if not p.exists():
+        return 0
+    kept, dropped = [], 0
+    for line in p.read_text().splitlines():
+        try:
+            record = json.loads(line)
+            keep = isinstance(record, dict) and int(record.get("step", 0)) <= step
+        except (json.JSONDecodeError, TypeError, ValueError):
+            keep = False
+        if keep:
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        atomic_write_bytes(p, "".join(f"{line}\n" for line in kept).encode())
+    return dropped
 
 
 def read_stats(run_dir: str | Path) -> list[dict[str, Any]]:

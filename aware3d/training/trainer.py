@@ -18,7 +18,7 @@ import hashlib
 import signal
 import time
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -29,20 +29,25 @@ from torch import Tensor, nn
 from ..augment.run import DAugment
 from ..cameras import Cameras, angles_from_cam2world, from_eg3d_label
 from ..config import to_dict
-from ..io.atomic import recover_folder
+from ..io.atomic import link_folder
 from ..io.checkpoint import save_generator
 from ..io.media import save_image, write_json
 from ..losses.base import Chunk, LossRecipe, Phase, StageState
 from ..models.base import Condition, Generator3D
 from . import distributed as dist_utils
-from .config import RunConfig, TrainOptions, resolve_run_config, with_total_steps
+from .config import RunConfig, TrainOptions, resolve_run_config, resume_run_config, validate_options
 from .ema import HALF_LIFE_EMA_NAME, copy_buffers, half_life_beta, make_ema, update_ema, update_half_life_ema
+from .guard import Verdict, judge, remember, running_median
+from .progress import RunProgress
+from .run_folder import (CHECKPOINT, GENERATOR, GOOD_CHECKPOINT, check_fresh_run_dir, checkpoint_step, export_step,
+                         promote_good_checkpoint, resume_source, tidy_run_dir, write_run_config)
+from .signals import StopRequest, catch_stop_signals, writing_checkpoint
 from .state import TrainingState, ema_name, load_training_checkpoint, read_training_meta, save_training_checkpoint
-from .stats import StatsWriter
+from .stats import StatsWriter, truncate_stats
 
 
 class TrainingDiverged(RuntimeError):
-    """Too many consecutive non-finite updates; the message points at the last good checkpoint."""
+    """Too many consecutive skipped updates (non-finite or absurd); the message names the last good checkpoint."""
 
 
 def derive_seed(*parts: Any) -> int:
@@ -70,6 +75,8 @@ class TrainResult:
     """finished | time_limit | signal"""
     generator_dir: Path
     images_per_s: float
+    stop_signal: int | None = None
+    """The signal's number when ``stopped_by`` is "signal" (None when :meth:`Trainer.request_stop` asked)."""
 
 
 def uses_autocast(amp_option: bool, device: torch.device, recipe_autocast: bool) -> bool:
@@ -92,24 +99,19 @@ def build_optimizer(recipe: LossRecipe, name: str, net: nn.Module, lr: float, be
 
 
 class Trainer:
-    """Builds (or resumes) a run; :meth:`train` runs it. ``dataset`` may be given directly (tests, demo)."""
+    """Builds (or resumes) a run; :meth:`train` runs it. ``dataset`` may be given directly (tests, demo); ``stop`` is
+    the request that signal handlers installed around the construction write (see :func:`train`)."""
 
-    def __init__(self, options: TrainOptions, dataset=None, info: dist_utils.DistInfo | None = None):
+    def __init__(self, options: TrainOptions, dataset=None, info: dist_utils.DistInfo | None = None,
+                 stop: StopRequest | None = None):
         from ..models.registry import get_family
 
+        validate_options(options)  # before anything is built or written
         self.opts = options
         self.info = info or dist_utils.DistInfo()
+        self.stop = stop or StopRequest(verbose=self.info.is_main)
         self.device = resolve_device(options.device, self.info)
-        self.run_dir = Path(options.resume or options.out)
-        if options.resume:
-            recover_folder(self.run_dir / "checkpoint")
-            cfg = with_total_steps(RunConfig.load(self.run_dir), options.steps)
-        else:
-            cfg = resolve_run_config(options)
-            self._check_fresh_run_dir()
-            # The process-wide RNG is part of the run's state (checkpointed, restored on resume): start it from
-            # the run's seed, so what ran in this process before never shows in the run.
-            torch.manual_seed(derive_seed(cfg.seed, "global"))
+        cfg, start, changes = self._resolve_run(options)
         self.cfg = cfg
         family = get_family(cfg.family)
         if family.training is None:
@@ -117,6 +119,10 @@ class Trainer:
         self._validate_batches()
         if options.metrics:
             self._check_metric_options()  # unknown names fail now, not hours into the run
+        if start is None:
+            # The process-wide RNG is part of the run's state (checkpointed, restored on resume): start it from
+            # the run's seed, so what ran in this process before never shows in the run.
+            torch.manual_seed(derive_seed(cfg.seed, "global"))
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(cfg.seed, "init"))
@@ -142,19 +148,50 @@ class Trainer:
         self._base_data = dataset
         self._data_by_res: dict[int, Any] = {}
         self._perm_cache: tuple[int, Tensor] | None = None
-        self._stop_reason: str | None = None
         self._warned_no_labels = False
-        if options.resume:
-            self.state = load_training_checkpoint(self.run_dir / "checkpoint", self._modules(), self.opt)
-            for k, sd in read_training_meta(self.run_dir / "checkpoint").get("grad_scalers", {}).items():
-                if sd and self.amp:
-                    self.scalers[k].load_state_dict(sd)
+        self._start_checkpoint = start
+        self._good_pending = False
+        """Whether checkpoint/ holds a checkpoint written outside a bad streak that the next good step promotes to
+        checkpoint-good/."""
+        if start is not None:
+            self._restore(start)
+        # The data of the first step, opened now: a wrong --data fails before the run folder is created.
+        self.dataset(cfg.curriculum.stage(self.state.step).resolution)
         self.stats = None
-        if self.info.is_main:
-            self._prepare_run_dir()
+        if self.info.is_main and not self.stop.requested:  # a signal during set-up: write nothing
+            self._prepare_run_dir(changes)
             self.stats = StatsWriter(self.run_dir, tensorboard=options.tensorboard)
 
     # ----------------------------------------------------------------------------------------- set-up
+    def _resolve_run(self, options: TrainOptions) -> tuple[RunConfig, Path | None, dict | None]:
+        """Sets ``run_dir``; returns the run's config, the checkpoint folder to start from (None: step 0) and, when
+        resuming, the config changes this session makes (None for a fresh run)."""
+        if options.resume:
+            self.run_dir, folder = resume_source(options.resume)
+            step = checkpoint_step(folder)
+            cfg, changes = resume_run_config(RunConfig.load(self.run_dir), options, step or 0, str(self.run_dir))
+            if step is None and self.info.is_main:
+                print(f"aware3d train: {self.run_dir} holds no checkpoint yet; resuming it from step 0", flush=True)
+            return cfg, (folder if step is not None else None), changes
+        self.run_dir = Path(options.out)
+        cfg = resolve_run_config(options)
+        check_fresh_run_dir(self.run_dir)
+        return cfg, None, None
+
+    def _restore(self, folder: Path) -> None:
+        """Load the checkpoint in ``folder``; the streak of bad updates starts again at 0, and the optimisers take
+        this session's Adam settings (betas and weight decay may change on resume)."""
+        self.state = load_training_checkpoint(folder, self._modules(), self.opt)
+        for k, sd in read_training_meta(folder).get("grad_scalers", {}).items():
+            if sd and self.amp:
+                self.scalers[k].load_state_dict(sd)
+        self._good_pending = folder == self.run_dir / CHECKPOINT and self.state.consecutive_bad == 0
+        self.state.consecutive_bad = 0
+        for opt in self.opt.values():
+            for group in opt.param_groups:
+                group["betas"] = tuple(self.cfg.curriculum.betas)
+                group["weight_decay"] = self.cfg.curriculum.weight_decay
+
     def _optimizer(self, name: str, net: nn.Module, lr: float, betas, weight_decay: float) -> torch.optim.Adam:
         return build_optimizer(self.recipe, name, net, lr, betas, weight_decay)
 
@@ -166,11 +203,6 @@ class Trainer:
         except ValueError:
             return self.cfg.preset
 
-    def _check_fresh_run_dir(self) -> None:
-        if (self.run_dir / "checkpoint").exists() or (self.run_dir / "config.json").exists():
-            raise ValueError(f"{self.run_dir} already holds a training run: continue it with --resume {self.run_dir}, "
-                             "or choose another --out")
-
     def _validate_batches(self) -> None:
         chunks = self.info.world_size
         for s in self.cfg.curriculum.stages:
@@ -179,11 +211,22 @@ class Trainer:
                     f"stage at step {s.start}: batch_size {s.batch_size} is not divisible by {self.info.world_size} "
                     f"process(es) x batch_split {s.batch_split}; change the process count or override the curriculum")
 
-    def _prepare_run_dir(self) -> None:
+    def _prepare_run_dir(self, changes: dict | None) -> None:
+        """Tidy the folder (recover, delete stale temporaries), drop the stats lines after the starting step, make
+        checkpoint/ the one this session starts from, write config.json (with its history) and options.json, and
+        export generator/ again if it is not of the starting step (a kill between the export and the checkpoint,
+        or --resume RUN/checkpoint-good)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        tidy_run_dir(self.run_dir)
         (self.run_dir / "samples").mkdir(exist_ok=True)
-        write_json(self.run_dir / "config.json", self.cfg.to_json())
+        truncate_stats(self.run_dir, self.state.step)
+        start = self._start_checkpoint
+        if start is not None and start != self.run_dir / CHECKPOINT:  # e.g. --resume RUN/checkpoint-good
+            link_folder(start, self.run_dir / CHECKPOINT)
+        write_run_config(self.run_dir, self.cfg, changes, self.state.step)
         write_json(self.run_dir / "options.json", to_dict(self.opts))
+        if start is not None and export_step(self.run_dir / GENERATOR) != self.state.step:
+            self.export_generator()  # generator/ matches the checkpoint this session starts from
 
     def _modules(self) -> dict[str, nn.Module]:
         mods: dict[str, nn.Module] = {"G": self.G, "D": self.D}
@@ -295,9 +338,10 @@ class Trainer:
         return torch.autocast("cuda", dtype=torch.float16) if self.amp else nullcontext()
 
     def _run_phase(self, phase: Phase, phase_index: int, stage_state: StageState, real, batch_size: int,
-                   split: int, data) -> tuple[bool, dict[str, Tensor]]:
-        """Accumulate the phase's gradients over this process's chunks, average across processes, then
-        step the optimiser unless anything is non-finite. Returns (stepped?, stats)."""
+                   split: int, data) -> tuple[Verdict, dict[str, Tensor]]:
+        """Accumulate the phase's gradients over this process's chunks, average across processes, then step the
+        optimiser unless the loss or a gradient is non-finite or absurd (:mod:`aware3d.training.guard`). Returns
+        the verdict (the same on every process) and the stats."""
         module = self.G if phase.module == "G" else self.D
         other = self.D if phase.module == "G" else self.G
         opt, scaler = self.opt[phase.module], self.scalers[phase.module]
@@ -306,20 +350,30 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
         finite = True
         totals: dict[str, Tensor] = {}
+        loss_sum = torch.zeros((), device=self.device)
         for chunk in self._chunks(phase_index, stage_state.step, real, batch_size, split, data):
             chunk = self.recipe.prepare(chunk, stage_state)
             with self._autocast():
                 loss, stats = self.recipe.loss(phase, chunk, stage_state)
             finite &= bool(torch.isfinite(loss).item())
+            loss_sum = loss_sum + loss.detach().float() / split
             scaler.scale(loss / split).backward()
             for k, v in stats.items():
                 totals[k] = totals.get(k, 0) + v.float() / split
         params = [p for p in module.parameters() if p.requires_grad]
         dist_utils.average_gradients(params, self.info)
         scaler.unscale_(opt)
-        finite &= all(bool(torch.isfinite(p.grad).all()) for p in params if p.grad is not None)
-        finite = dist_utils.all_true(finite, self.info, self.device)
-        if finite:
+        grad_norm = _grad_norm(params)
+        finite = dist_utils.all_true(finite and bool(torch.isfinite(grad_norm)), self.info, self.device)
+        # The loss averaged over processes (the gradients already are), so every process judges alike.
+        measures = {"loss": abs(dist_utils.mean_over_ranks({"loss": loss_sum}, self.info)["loss"]),
+                    "grad_norm": float(grad_norm)}
+        verdict = judge(measures, finite, self.state.update_history, phase.name, self.opts.max_update_ratio)
+        if verdict.ok:
+            remember(self.state.update_history, measures, phase.name)
+        for quantity in verdict.absurd:
+            totals[f"absurd/{phase.name}/{quantity}"] = torch.tensor(measures[quantity])
+        if verdict.ok:
             clip = self.recipe.grad_clip(phase.module)
             if clip is not None:
                 totals[f"{phase.module}/grad_norm"] = torch.nn.utils.clip_grad_norm_(params, clip).detach().float()
@@ -330,7 +384,7 @@ class Trainer:
             if self.amp:
                 scaler.update()
         module.requires_grad_(False)
-        return finite, totals
+        return verdict, totals
 
     def step(self) -> dict[str, float]:
         """One training step at ``self.state.step``: every phase of the recipe, then the EMA updates."""
@@ -350,9 +404,9 @@ class Trainer:
         for i, phase in enumerate(self.recipe.phases()):
             if st.step % phase.interval:
                 continue
-            ok, stats = self._run_phase(phase, i, stage_state, real, stage.batch_size, stage.batch_split, data)
+            verdict, stats = self._run_phase(phase, i, stage_state, real, stage.batch_size, stage.batch_split, data)
             record.update(stats)
-            if not ok:
+            if not verdict.ok:
                 all_ok = False
                 record[f"skipped/{phase.name}"] = torch.ones(())
             elif phase.module == "G":
@@ -404,15 +458,16 @@ class Trainer:
 
     @torch.no_grad()
     def sample_grid(self, path: Path, resolution: int) -> Path:
-        """Fixed latents (seeds 0..n-1) from three yaws around the mean pose, rendered by the primary EMA."""
+        """Fixed latents (seeds 0..n-1) from three yaws around the frontal pose (the tools' central camera,
+        ``pose.frontal()``), rendered by the primary EMA."""
         from ..api import render
 
         G = self.primary_ema
         n = self.opts.sample_seeds
-        pose = G.config.pose
-        yaws = [pose.yaw_mean - 0.4, pose.yaw_mean, pose.yaw_mean + 0.4]
+        yaw0, pitch0 = G.config.pose.frontal()
+        yaws = [yaw0 - 0.4, yaw0, yaw0 + 0.4]
         z = G.z_from_seeds(list(range(n))).repeat_interleave(len(yaws), 0)
-        cams = G.cameras([y for _ in range(n) for y in yaws], [pose.pitch_mean] * (n * len(yaws)))
+        cams = G.cameras([y for _ in range(n) for y in yaws], [pitch0] * (n * len(yaws)))
         # A class-conditional model: latent i shows class i mod K (every class in turn down the grid).
         condition = (Condition(class_label=(torch.arange(n) % G.num_classes).repeat_interleave(len(yaws), 0)
                                .to(G.device)) if G.num_classes else None)
@@ -502,42 +557,32 @@ class Trainer:
         return values
 
     def save_checkpoint(self) -> None:
-        """Training checkpoint + exported generator (rank 0 only; every process must call it)."""
+        """The exported generator, then the training checkpoint of the same step (rank 0 only; every process must
+        call it). The export comes first: a kill between the two leaves the export ahead of the checkpoint (the
+        resumed run redoes those steps exactly and exports them again), never behind it. A second signal during
+        the writes waits for them."""
         if self.info.is_main:
-            save_training_checkpoint(self.run_dir / "checkpoint", self.state, self._modules(), self.opt,
-                                     extra={"run_config": self.cfg.to_json(),
-                                            "grad_scalers": {k: s.state_dict() for k, s in self.scalers.items()}})
-            self.export_generator()
+            with writing_checkpoint(self.stop):
+                self.export_generator()
+                save_training_checkpoint(self.run_dir / CHECKPOINT, self.state, self._modules(), self.opt,
+                                         extra={"run_config": self.cfg.to_json(),
+                                                "grad_scalers": {k: s.state_dict() for k, s in self.scalers.items()}})
+            self._good_pending = self.state.consecutive_bad == 0
         if self.info.enabled:
             torch.distributed.barrier()
 
+    def _after_good_step(self) -> None:
+        """A step with no skipped update vouches for the checkpoint written just before it: keep that one as
+        checkpoint-good/ (rank 0)."""
+        if self._good_pending and self.info.is_main:
+            with writing_checkpoint(self.stop):
+                promote_good_checkpoint(self.run_dir)
+        self._good_pending = False
+
     # ----------------------------------------------------------------------------------------- loop
-    @contextmanager
-    def _signals(self) -> Iterator[None]:
-        """SIGINT/SIGTERM ask for a checkpoint and a clean stop after the current step; a second one aborts."""
-        def handler(signum, frame):
-            if self._stop_reason == "signal":
-                raise KeyboardInterrupt
-            self._stop_reason = "signal"
-            if self.info.is_main:
-                print(f"\naware3d train: got {signal.Signals(signum).name}; saving a checkpoint after this step "
-                      "(send again to abort without saving)", flush=True)
-
-        previous = {}
-        try:
-            for s in (signal.SIGINT, signal.SIGTERM):
-                previous[s] = signal.signal(s, handler)
-        except ValueError:  # not the main thread: no signal handling
-            previous = {}
-        try:
-            yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
-
     def request_stop(self, reason: str = "signal") -> None:
         """Ask the loop to checkpoint and stop after the current step (what a signal does)."""
-        self._stop_reason = reason
+        self.stop.ask(reason)
 
     def _log(self, record: dict[str, float], t_start: float, steps_done: int, images_done: int) -> None:
         elapsed = time.perf_counter() - t_start
@@ -552,68 +597,129 @@ class Trainer:
             self.stats.write(record)
 
     def train(self) -> TrainResult:
-        """Run until total_steps, the time limit, or a signal; always ends with a checkpoint."""
-        from tqdm import tqdm
+        """Run until total_steps, the time limit, or a signal; ends with a checkpoint unless it stopped before its
+        first step (a signal during set-up or the step-0 sample grid: nothing new to save). SIGINT/SIGTERM are
+        handled throughout (see :mod:`aware3d.training.signals`)."""
+        with catch_stop_signals(self.stop):
+            return self._train()
 
+    def _train(self) -> TrainResult:
         st = self.state
         total = self.cfg.total_steps
-        bar = tqdm(total=total, initial=st.step, disable=not (self.opts.progress and self.info.is_main),
-                   desc="train", dynamic_ncols=True)
+        rate = 0.0
+        if dist_utils.broadcast_flag(self.stop.requested, self.info, self.device):
+            return self._finish(rate, ran=False)
+        bar = RunProgress(total, st.step, self.opts.minutes, enabled=self.opts.progress and self.info.is_main)
         t_session = time.perf_counter()
         t_window, images_window = time.perf_counter(), 0
-        rate = 0.0
         if st.step == 0 and self.info.is_main and self.opts.sample_every:
             self.sample_grid(self.run_dir / "samples" / "step-0000000.png", self._render_resolution())
-        with self._signals():
-            while st.step < total:
-                t0 = time.perf_counter()
-                record = self.step()
-                st.elapsed_s += time.perf_counter() - t0
-                images_window += record["batch_size"]
-                bar.update(1)
-                bar.set_postfix({k.split("/")[-1] + ("G" if k.startswith("G/") else "D" if k.startswith("D/") else ""):
-                                 f"{v:.3g}" for k, v in record.items() if k in ("G/adv", "D/adv", "D/r1")})
-                if "skipped/G_main" in record or any(k.startswith("skipped/") for k in record):
-                    self._on_bad_step(record)
-                if st.step % self.opts.log_every == 0 or st.step == total:
-                    rate = images_window / max(time.perf_counter() - t_window, 1e-9)
-                    self._log(record, t_window, 1, images_window)
-                    t_window, images_window = time.perf_counter(), 0
-                if self.opts.metrics and self.opts.metrics_every and st.step % self.opts.metrics_every == 0:
-                    if self.info.is_main and self.stats is not None:
-                        self.stats.write({"step": st.step, **self.evaluate_metrics()})
-                    if self.info.enabled:
-                        torch.distributed.barrier()
-                if self.opts.sample_every and st.step % self.opts.sample_every == 0 and self.info.is_main:
-                    self.sample_grid(self.run_dir / "samples" / f"step-{st.step:07d}.png", record["render_resolution"])
-                if self.opts.minutes is not None and time.perf_counter() - t_session >= self.opts.minutes * 60:
-                    self._stop_reason = self._stop_reason or "time_limit"
-                stop = dist_utils.broadcast_flag(self._stop_reason is not None, self.info, self.device)
-                if stop or st.step % self.opts.checkpoint_every == 0 or st.step == total:
-                    self.save_checkpoint()
-                if stop:
-                    break
+        ran = False
+        if dist_utils.broadcast_flag(self.stop.requested, self.info, self.device):
+            total = st.step  # stopped before the first step: skip the loop
+        while st.step < total:
+            ran = True
+            t0 = time.perf_counter()
+            record = self.step()
+            st.elapsed_s += time.perf_counter() - t0
+            images_window += record["batch_size"]
+            bar.update(st.step, time.perf_counter() - t_session, _shown_losses(record))
+            if any(k.startswith("skipped/") for k in record):
+                self._on_bad_step(record)
+            else:
+                self._after_good_step()
+            if st.step % self.opts.log_every == 0 or st.step == total:
+                rate = images_window / max(time.perf_counter() - t_window, 1e-9)
+                self._log(record, t_window, 1, images_window)
+                t_window, images_window = time.perf_counter(), 0
+            if self.opts.metrics and self.opts.metrics_every and st.step % self.opts.metrics_every == 0:
+                if self.info.is_main and self.stats is not None:
+                    self.stats.write({"step": st.step, **self.evaluate_metrics()})
+                if self.info.enabled:
+                    torch.distributed.barrier()
+            if self.opts.sample_every and st.step % self.opts.sample_every == 0 and self.info.is_main:
+                self.sample_grid(self.run_dir / "samples" / f"step-{st.step:07d}.png", record["render_resolution"])
+            if self.opts.minutes is not None and time.perf_counter() - t_session >= self.opts.minutes * 60:
+                self.stop.ask("time_limit")
+            stop = dist_utils.broadcast_flag(self.stop.requested, self.info, self.device)
+            if stop or st.step % self.opts.checkpoint_every == 0 or st.step == total:
+                self.save_checkpoint()
+            if stop:
+                break
         bar.close()
-        if self.info.is_main and self.opts.sample_every:
+        return self._finish(rate, ran)
+
+    def _finish(self, rate: float, ran: bool) -> TrainResult:
+        """The session's end: the final sample grid (unless a signal asks to be quick), the stats closed, the
+        folder tidied, a note on a signal stop."""
+        by_signal = self.stop.reason == "signal"
+        if self.info.is_main and self.opts.sample_every and ran and not by_signal:
             self.sample_grid(self.run_dir / "samples" / "final.png", self._render_resolution())
         if self.stats is not None:
             self.stats.close()
-        return TrainResult(self.run_dir, st.step, self._stop_reason or "finished", self.run_dir / "generator", rate)
+        if self.info.is_main and self.run_dir.is_dir():
+            tidy_run_dir(self.run_dir)
+        if by_signal and self.info.is_main:
+            self.stop.note(f"stopped by {self._signal_name()} at step {self.state.step}; {self._how_to_continue()}")
+        return TrainResult(self.run_dir, self.state.step, self.stop.reason or "finished", self.run_dir / GENERATOR,
+                           rate, self.stop.signum)
+
+    def _how_to_continue(self) -> str:
+        saved = checkpoint_step(self.run_dir / CHECKPOINT)
+        if saved is not None:
+            return f"its checkpoint is at step {saved}: continue with aware3d train --resume {self.run_dir}"
+        if (self.run_dir / "config.json").is_file():
+            return (f"{self.run_dir} holds no checkpoint yet: run the same command again, or continue from step 0 "
+                    f"with aware3d train --resume {self.run_dir}")
+        return "nothing was written: run the same command again"
+
+    def _signal_name(self) -> str:
+        return signal.Signals(self.stop.signum).name if self.stop.signum is not None else "a stop request"
 
     def _on_bad_step(self, record: dict[str, float]) -> None:
+        """Log the skipped updates; stop with :class:`TrainingDiverged` after ``max_bad_steps`` in a row."""
         st = self.state
         skipped = sorted(k.split("/", 1)[1] for k in record if k.startswith("skipped/"))
+        absurd = {k.split("/", 1)[1]: v for k, v in record.items() if k.startswith("absurd/")}
+        non_finite = [p for p in skipped if not any(a.startswith(f"{p}/") for a in absurd)]
         if self.stats is not None:
-            self.stats.write({"step": st.step, "event": "non_finite_update_skipped", "phases": skipped,
-                              "consecutive": st.consecutive_bad})
+            if non_finite:
+                self.stats.write({"step": st.step, "event": "non_finite_update_skipped", "phases": non_finite,
+                                  "consecutive": st.consecutive_bad})
+            if absurd:
+                medians = {k: running_median(st.update_history[k]) for k in absurd if st.update_history.get(k)}
+                self.stats.write({"step": st.step, "event": "absurd_update_skipped", "values": absurd,
+                                  "running_median": medians, "ratio": self.opts.max_update_ratio,
+                                  "consecutive": st.consecutive_bad})
         if st.consecutive_bad >= self.opts.max_bad_steps:
-            ckpt = self.run_dir / "checkpoint"
-            where = f"the last good checkpoint is {ckpt} (step {read_training_meta(ckpt)['state']['step']})" \
-                if (ckpt / "state.json").exists() else "no checkpoint had been written yet"
-            raise TrainingDiverged(
-                f"training diverged: {st.consecutive_bad} consecutive updates had a non-finite loss or gradient "
-                f"(at step {st.step}; phases {', '.join(skipped)}); {where}. Lower the learning rates or raise "
-                "R1 (e.g. --override loss.r1_gamma=...), then --resume")
+            raise TrainingDiverged(self._divergence_message(skipped))
+
+    def _divergence_message(self, phases: list[str]) -> str:
+        good = self.run_dir / GOOD_CHECKPOINT
+        step = checkpoint_step(good)
+        if step is not None:
+            where = (f"the last good checkpoint is {good} (step {step}: written before the streak and followed by a "
+                     f"good step). Continue from it with --resume {good} and lower learning rates (--override "
+                     "curriculum.stages=[...] with smaller g_lr/d_lr) or a stronger R1 (--override loss.r1_gamma=...)")
+        else:
+            where = ("no checkpoint was written before the streak began; start a new run (another --out) with lower "
+                     "learning rates or a stronger R1 (--override loss.r1_gamma=...)")
+        return (f"training diverged: {self.state.consecutive_bad} consecutive updates had a non-finite or absurd "
+                f"loss or gradient norm (at step {self.state.step}; phases {', '.join(phases)}); {where}")
+
+
+def _shown_losses(record: dict[str, float]) -> dict[str, str]:
+    """The progress bar's losses: adv (G and D) and r1."""
+    return {k.split("/")[-1] + ("G" if k.startswith("G/") else "D" if k.startswith("D/") else ""): f"{v:.3g}"
+            for k, v in record.items() if k in ("G/adv", "D/adv", "D/r1")}
+
+
+def _grad_norm(params: list[nn.Parameter]) -> Tensor:
+    """The 2-norm of all the gradients of ``params`` together (0 when none has one); inf/NaN if any is."""
+    norms = [torch.linalg.vector_norm(p.grad.detach().float()) for p in params if p.grad is not None]
+    if not norms:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(norms).double())
 
 
 def _peak_rss_gb() -> float:
@@ -626,11 +732,14 @@ def _peak_rss_gb() -> float:
 
 
 def train(options: TrainOptions, dataset=None) -> TrainResult:
-    """Train with ``options`` in this process, joining a torchrun process group when there is one."""
+    """Train with ``options`` in this process, joining a torchrun process group when there is one. SIGINT/SIGTERM
+    are caught from the start of set-up (see :mod:`aware3d.training.signals`)."""
     info = dist_utils.init_distributed(options.device if options.device != "auto" else
                                        ("cuda" if torch.cuda.is_available() else "cpu"))
+    stop = StopRequest(verbose=info.is_main)
     try:
-        return Trainer(options, dataset=dataset, info=info).train()
+        with catch_stop_signals(stop):
+            return Trainer(options, dataset=dataset, info=info, stop=stop).train()
     finally:
         dist_utils.shutdown_distributed()
 
