@@ -65,10 +65,10 @@ def test_dataset_api(heads):
     objs = SyntheticDataset("synthetic-objects", resolution=16, length=5, seed=2)
     assert objs.fov_deg == 30.0 and objs.config.background == "white" and len(objs) == 5
     assert objs.pose_distribution.dist == "spherical_uniform"
-    assert set(SYNTHETIC_DATASETS) == {"synthetic-heads", "synthetic-objects"}
+    assert set(SYNTHETIC_DATASETS) == {"synthetic-heads", "synthetic-objects", "synthetic-faces"}
     assert SyntheticConfig(kind="objects").fov_deg == 30.0
     with pytest.raises(KeyError, match="synthetic-heads.*synthetic-objects"):
-        make_synthetic("synthetic-faces")
+        make_synthetic("synthetic-cats")
     with pytest.raises(IndexError):
         objs[5]
     assert torch.equal(objs[-1].image, objs[4].image)

@@ -215,6 +215,7 @@ EXTRA_MIRRORS: dict[str, Callable[[Tensor], Tensor] | None] = {
     "depth": flip_images,
     "normals": mirror_normal_maps,
     "class_label": None,
+    "coefficients": None,
 }
 """How each named extra (batch dim first) is mirrored; None keeps it unchanged (see the module docstring)."""
 

@@ -24,19 +24,25 @@ from .base import (
     ImageDataset, _check_resolution, flip_images, mirror_cam2world, mirror_directions, mirror_eg3d_label,
     mirror_intrinsics, mirror_normal_maps,
 )
-from .synthetic import SYNTHETIC_DATASETS, SyntheticDataset, SyntheticSample
+from .synthetic import SYNTHETIC_DATASETS, SyntheticSample, make_synthetic
+from .synthetic.faces import IBUG_MIRROR, SyntheticFaceSample, mirror_landmarks
 
-__all__ = ["SYNTHETIC_MAP_EXTRAS", "SyntheticImageDataset", "mirror_sample", "synthetic_extra_names"]
+__all__ = ["SYNTHETIC_MAP_EXTRAS", "SyntheticImageDataset", "mirror_face_fields", "mirror_sample", "synthetic_extra_names"]
 
 SYNTHETIC_MAP_EXTRAS = ("mask", "depth", "normals")
 """The dense per-pixel extras of a synthetic item (left out of an in-memory pool unless ``pool_maps``)."""
 
 
+_KIND_EXTRAS = {"heads": ("light_dir", "identity", "expression"), "objects": ("light_dir", "identity"),
+                "faces": ("light_dir", "identity", "expression", "coefficients")}
+"""The parameter extras of each synthetic kind (faces: the 80 identity, 64 expression and 257 Deep3DFaceRecon
+coefficients)."""
+
+
 def synthetic_extra_names(kind: str, maps: bool = True) -> tuple[str, ...]:
-    """Extras of a synthetic kind ("heads" or "objects"): light_dir, identity, expression (heads only),
-    then the dense maps when ``maps``."""
-    params = ("light_dir", "identity", "expression") if kind == "heads" else ("light_dir", "identity")
-    return params + (SYNTHETIC_MAP_EXTRAS if maps else ())
+    """Extras of a synthetic kind ("heads", "objects" or "faces"): light_dir, identity, expression (heads and
+    faces), coefficients (faces), then the dense maps when ``maps``."""
+    return _KIND_EXTRAS[kind] + (SYNTHETIC_MAP_EXTRAS if maps else ())
 
 
 def _sample_extras(sample: SyntheticSample, names: tuple[str, ...]) -> dict[str, Tensor]:
@@ -50,7 +56,8 @@ def mirror_sample(sample: SyntheticSample) -> SyntheticSample:
     Images, depth, normals and mask are flipped left-right; normals and the light direction have their
     world x negated; cameras are mirrored (:func:`aware3d.data.base.mirror_cam2world`), pi-GAN angles
     become (pi - yaw, pitch) and EpiGRAF angles (-yaw, pitch, roll). ``identity`` / ``expression`` /
-    ``background`` still describe the unmirrored scene (the parameters have no mirrored form).
+    ``background`` still describe the unmirrored scene (the parameters have no mirrored form); so do a face
+    sample's coefficients, while its landmarks are mirrored (:func:`mirror_face_fields`).
     """
     angles = sample.angles.clone()
     angles[..., 0] = math.pi - angles[..., 0]
@@ -63,11 +70,24 @@ def mirror_sample(sample: SyntheticSample) -> SyntheticSample:
         cam2world=mirror_cam2world(sample.cam2world), intrinsics=mirror_intrinsics(sample.intrinsics),
         angles=angles, camera_angles=camera_angles, eg3d_label=mirror_eg3d_label(sample.eg3d_label),
         light_dir=mirror_directions(sample.light_dir),
+        **(mirror_face_fields(sample) if isinstance(sample, SyntheticFaceSample) else {}),
     )
 
 
+def mirror_face_fields(sample: SyntheticFaceSample) -> dict[str, Tensor]:
+    """The mirrored landmark fields of a batched face sample: 2-D landmarks flipped (x -> W - 1 - x) with their
+    sides swapped (iBUG order), visibility permuted alike, 3-D landmarks with world x negated; the coverage
+    flipped with the image."""
+    width = sample.image.shape[-1]
+    order = list(IBUG_MIRROR)
+    world = sample.landmarks_3d[..., order, :].clone()
+    world[..., 0] = -world[..., 0]
+    return {"landmarks": mirror_landmarks(sample.landmarks, width), "landmark_visible": sample.landmark_visible[..., order],
+            "landmarks_3d": world, "coverage": flip_images(sample.coverage)}
+
+
 class SyntheticImageDataset(ImageDataset):
-    """A synthetic preset (``synthetic-heads``, ``synthetic-objects``) as an :class:`ImageDataset`."""
+    """A synthetic preset (``synthetic-heads``, ``synthetic-objects``, ``synthetic-faces``) as an :class:`ImageDataset`."""
 
     def __init__(self, name: str, resolution: int, *, mirror: bool = False, length: int | None = None,
                  seed: int = 0, in_memory: bool = False, pool_maps: bool = False) -> None:
@@ -81,7 +101,8 @@ class SyntheticImageDataset(ImageDataset):
             raise KeyError(f"unknown synthetic dataset {name!r}; valid: {', '.join(sorted(SYNTHETIC_DATASETS))}")
         self.name = name
         self.mirror = bool(mirror)
-        self.synthetic = SyntheticDataset(name, resolution=_check_resolution(resolution), length=length, seed=seed)
+        overrides = {"resolution": _check_resolution(resolution), "seed": seed}
+        self.synthetic = make_synthetic(name, **overrides, **({} if length is None else {"length": length}))
         self.resolution = self.synthetic.resolution
         self.in_memory = bool(in_memory)
         self.pool_maps = bool(pool_maps)
@@ -111,7 +132,7 @@ class SyntheticImageDataset(ImageDataset):
         return self.synthetic.fov_deg
 
     def _set_resolution(self, resolution: int) -> None:
-        self.synthetic = SyntheticDataset(self.synthetic.config, resolution=resolution)
+        self.synthetic = make_synthetic(self.synthetic.config, resolution=resolution)
         self.resolution = resolution
         self._pool = None  # a copy at another resolution renders its own pool
 
@@ -159,7 +180,7 @@ class SyntheticImageDataset(ImageDataset):
                 other = getattr(mirrored, key)
                 mask = sel.reshape(-1, *([1] * (value.ndim - 1)))
                 merged[key] = torch.where(mask, other, value)
-            sample = SyntheticSample(**merged)
+            sample = type(sample)(**merged)
         sample.index = torch.tensor(idx, dtype=torch.int64)
         return sample
 

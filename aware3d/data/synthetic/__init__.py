@@ -4,7 +4,7 @@ No real dataset can be downloaded here, so aware3d renders its own: every item i
 (a union of convex solids) ray cast exactly, so image, depth, normals and mask agree to float precision
 and the scene parameters double as a morphable model (CGOF-style conditioning) and as ground truth.
 
-Two kinds exist (:data:`SYNTHETIC_DATASETS`):
+Three kinds exist (:data:`SYNTHETIC_DATASETS`):
 
 * ``synthetic-heads``: face-like heads facing **+z** (the frontal camera at ``(0, 0, r)`` sees the face):
   an egg-shaped cranium (two half-ellipsoids joined smoothly), neck, nose, ears, eyes (white sclera,
@@ -15,6 +15,10 @@ Two kinds exist (:data:`SYNTHETIC_DATASETS`):
   and the neck continues below the frame. The background is **one uniform colour per sample** (a random
   grey with a small random tint, stored in ``SyntheticSample.background``) so a generator must model it,
   as CelebA backgrounds vary.
+* ``synthetic-faces`` (:mod:`.faces`): the morphable face model (the built-in synthetic one, or a Basel Face
+  Model file from ``$AWARE3D_FACE_MODEL``) under random coefficients, rasterised from the same cameras as the
+  heads, with Deep3DFaceRecon's 257 coefficients and 68 landmarks as ground truth (a
+  :class:`SyntheticFaceSample`).
 * ``synthetic-objects``: toy cars (rounded-box body and cabin, four cylindrical wheels with hubcaps,
   painted windows and lights) with their front toward **+x**, roof toward +y, inside ``[-0.3, 0.3]^3``,
   on a **white** background (pi-GAN CARLA's ``white_back``). Cameras: yaw uniform over 360 deg, pitch
@@ -59,6 +63,7 @@ whatever the access order, batch composition or worker count.
 """
 
 from .dataset import SYNTHETIC_DATASETS, SyntheticConfig, SyntheticDataset, SyntheticSample, make_synthetic
+from .faces import FaceRender, SyntheticFaceConfig, SyntheticFaceDataset, SyntheticFaceSample, render_faces
 from .raycast import Hits, Primitives, Scene
 from .render import RenderResult, render_scene
 from .scenes import (
@@ -68,6 +73,7 @@ from .scenes import (
 )
 
 __all__ = [
+    "FaceRender", "SyntheticFaceConfig", "SyntheticFaceDataset", "SyntheticFaceSample", "render_faces",
     "HEAD_EXPRESSION_NAMES", "HEAD_IDENTITY_NAMES", "HEAD_PRIMITIVE_NAMES", "OBJECT_IDENTITY_NAMES",
     "OBJECT_PRIMITIVE_NAMES", "SYNTHETIC_DATASETS", "Hits", "Primitives", "RenderResult", "Scene",
     "SyntheticConfig", "SyntheticDataset", "SyntheticSample", "head_scene", "make_synthetic", "object_scene",

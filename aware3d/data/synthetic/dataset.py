@@ -64,17 +64,18 @@ class SyntheticSample:
 
     def to(self, *args, **kwargs) -> "SyntheticSample":
         """Move every tensor (``Tensor.to`` arguments)."""
-        return SyntheticSample(**{f.name: getattr(self, f.name).to(*args, **kwargs) for f in fields(self)})
+        return type(self)(**{f.name: getattr(self, f.name).to(*args, **kwargs) for f in fields(self)})
 
     def __getitem__(self, i: int) -> "SyntheticSample":
         """Item ``i`` of a batched sample."""
-        return SyntheticSample(**{f.name: getattr(self, f.name)[i] for f in fields(self)})
+        return type(self)(**{f.name: getattr(self, f.name)[i] for f in fields(self)})
 
     @staticmethod
     def collate(samples: Sequence["SyntheticSample"]) -> "SyntheticSample":
-        """Stack items into a batch (``collate_fn`` for a ``torch.utils.data.DataLoader``)."""
-        return SyntheticSample(**{f.name: torch.stack([getattr(s, f.name) for s in samples])
-                                  for f in fields(SyntheticSample)})
+        """Stack items into a batch (``collate_fn`` for a ``torch.utils.data.DataLoader``); the items' class
+        (a subclass such as the faces' sample) is kept."""
+        kind = type(samples[0])
+        return kind(**{f.name: torch.stack([getattr(s, f.name) for s in samples]) for f in fields(kind)})
 
 
 _KIND_DEFAULTS = {
@@ -130,7 +131,8 @@ SYNTHETIC_DATASETS: dict[str, SyntheticConfig] = {
     "synthetic-heads": SyntheticConfig(kind="heads"),
     "synthetic-objects": SyntheticConfig(kind="objects"),
 }
-"""Presets: face-like heads (pi-GAN CelebA cameras) and toy cars (pi-GAN CARLA cameras)."""
+"""Presets: face-like heads (pi-GAN CelebA cameras), toy cars (pi-GAN CARLA cameras) and, added at the end of
+this module, ``synthetic-faces`` (the morphable face model rasterised, :mod:`.faces`)."""
 
 
 def _resolve(name: str) -> SyntheticConfig:
@@ -149,6 +151,9 @@ class SyntheticDataset(torch.utils.data.Dataset):
     def __init__(self, name_or_config: str | SyntheticConfig, resolution: int | None = None,
                  length: int | None = None, seed: int | None = None) -> None:
         config = _resolve(name_or_config) if isinstance(name_or_config, str) else name_or_config
+        if type(self) is SyntheticDataset and not isinstance(config, SyntheticConfig):
+            raise TypeError(f"{name_or_config!r} is not a heads/objects config: open it with make_synthetic(...) "
+                            f"(it picks {type(config).__name__}'s dataset class)")
         overrides = {k: v for k, v in dict(resolution=resolution, length=length, seed=seed).items() if v is not None}
         self.config: SyntheticConfig = replace(config, **overrides)
 
@@ -247,7 +252,19 @@ class SyntheticDataset(torch.utils.data.Dataset):
         return f"SyntheticDataset(kind={c.kind!r}, resolution={c.resolution}, length={c.length}, seed={c.seed})"
 
 
-def make_synthetic(name: str, **overrides) -> SyntheticDataset:
-    """A :class:`SyntheticDataset` from a preset name of :data:`SYNTHETIC_DATASETS` with config overrides
-    (any :class:`SyntheticConfig` field, e.g. ``resolution=128, seed=3``)."""
-    return SyntheticDataset(replace(_resolve(name), **overrides))
+def make_synthetic(name: str | SyntheticConfig, **overrides) -> SyntheticDataset:
+    """A :class:`SyntheticDataset` from a preset name of :data:`SYNTHETIC_DATASETS` (or a config) with config
+    overrides (any field of the preset's config, e.g. ``resolution=128, seed=3``). ``synthetic-faces`` (a
+    :class:`~aware3d.data.synthetic.faces.SyntheticFaceConfig`) gives a
+    :class:`~aware3d.data.synthetic.faces.SyntheticFaceDataset`."""
+    config = replace(_resolve(name) if isinstance(name, str) else name, **overrides)
+    if isinstance(config, SyntheticFaceConfig):
+        return SyntheticFaceDataset(config)
+    return SyntheticDataset(config)
+
+
+# The faces' module subclasses SyntheticDataset / SyntheticSample above, so it is imported last (the package
+# __init__ imports this module first, so every name faces.py takes from here exists by then).
+from .faces import SyntheticFaceConfig, SyntheticFaceDataset  # noqa: E402
+
+SYNTHETIC_DATASETS["synthetic-faces"] = SyntheticFaceConfig()
