@@ -3,7 +3,7 @@
     import aware3d
     G = aware3d.load("pigan-celeba")                     # fresh random init of a preset
     G = aware3d.load("runs/x/generator")                 # our checkpoint folder
-    G = aware3d.load("CelebA/generator.pth")             # official pi-GAN (+ ema.pth beside it)
+    G = aware3d.load("CelebA/generator.pth", preset="pigan-celeba")  # official pi-GAN (+ ema.pth beside it)
     out = aware3d.render(G, seeds=[0, 1], yaw=0.3)       # yaw/pitch: radians from the frontal view
     out.image, out.depth                                 # (B,3,H,W) in [-1,1], (B,1,H,W)
 """
@@ -11,11 +11,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
 from .cameras import Cameras
+from .errors import OptionError
+from .io.atomic import recover_folder
 from .io.checkpoint import CheckpointError, is_checkpoint_dir, load_generator
 from .models.base import Condition, Generator3D, GeneratorOutput
 from .models.registry import all_presets, build_generator, find_importer
@@ -35,7 +36,9 @@ def load(source: str | os.PathLike, *, device: str | torch.device = "cpu", ema: 
             - a preset name (e.g. ``pigan-celeba``): a freshly initialised model with weights from ``seed``.
         ema: for official files, the EMA weights (pi-GAN: apply ``ema.pth`` from the same folder when present, as
             the official render scripts do; EG3D: ``G_ema``, else the training copy ``G``).
-        preset: for official files, the render/camera settings to attach (default: guessed from the SIREN).
+        preset: for official files, the render/camera settings to attach: required when the file's content fits
+            several presets (pi-GAN CelebA or Cats, ShadeGAN CelebA or Cats; the error lists them), else read from
+            the file.
         best: with a run folder, a metric name as recorded in its snapshots (``fid2k_full``, ``fid2k_full@512``,
             ``swd``; see :mod:`aware3d.training.snapshots`).
     """
@@ -49,7 +52,7 @@ def load(source: str | os.PathLike, *, device: str | torch.device = "cpu", ema: 
         return load_generator(run_generator(source, best), device=device)
     if src in all_presets():
         return build_generator(src, seed=seed).to(device).eval()
-    path = Path(source)
+    path = recover_folder(source)  # a checkpoint folder killed between the two renames of its atomic write
     if is_checkpoint_dir(path):
         return load_generator(path, device=device)
     if path.is_file():
@@ -75,15 +78,20 @@ def render(G: Generator3D, seeds: list[int] | None = None, *, z: torch.Tensor | 
            normals: bool = False, condition: Condition | None = None) -> GeneratorOutput:
     """Render seeds (or z) from one view, under ``condition`` (e.g. a class per latent) if given.
 
-    ``yaw`` and ``pitch`` are radians relative to the model's mean (frontal) pose, positive yaw turning the
-    camera toward -x and positive pitch looking from above; or pass ``cameras`` (one per latent) directly.
+    ``yaw`` and ``pitch`` are radians relative to the model's frontal pose (``config.pose.frontal()``, the official
+    scripts' central camera), positive yaw turning the camera toward -x and positive pitch looking from above; or
+    pass ``cameras`` (one per latent) directly.
     Uses the model's evaluation render settings (no jitter) and truncation unless overridden.
     """
+    if resolution is not None and resolution < 1:
+        raise OptionError(f"aware3d.render: resolution must be >= 1 pixel (None for the model's own), got {resolution}")
+    if num_samples is not None and num_samples < 1:
+        raise OptionError(f"aware3d.render: num_samples must be >= 1 (None for the model's own), got {num_samples}")
     zs = latents(G, seeds, z)
     psi = G.config.eval_truncation_psi if truncation_psi is None else truncation_psi
     w = G.mapping(zs, psi, condition=condition)
     if cameras is None:
-        pose = G.config.pose
-        cameras = G.cameras([pose.yaw_mean + yaw] * len(zs), [pose.pitch_mean - pitch] * len(zs))
+        yaw0, pitch0 = G.config.pose.frontal()
+        cameras = G.cameras([yaw0 + yaw] * len(zs), [pitch0 - pitch] * len(zs))
     return G.synthesis(w, cameras.to(G.device), resolution=resolution, render=G.eval_render_config(num_samples),
                        lock_view_dependence=lock_view_dependence, normals=normals, fast=True, condition=condition)

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from ..cameras import Cameras
 
 if TYPE_CHECKING:
+    from ..inversion.space import LatentSpace
     from ..rendering import RenderConfig
     from .light_prior import LightPrior
 
@@ -225,6 +226,13 @@ class Generator3D(nn.Module, abc.ABC):
         """The lighting maps ``aware3d render --relight`` saves for ``out`` (rendered under ``condition`` with
         ``render``), by name, each (B, 1 or 3, H, W) in [0, 1] for display. Default: none."""
         return {}
+
+    def inversion_space(self, num_samples: int = 1000, seed: int = 0) -> "LatentSpace":
+        """The latent ``aware3d invert`` optimises (:class:`~aware3d.inversion.space.LatentSpace`): named groups
+        starting at the family's mean latent with the spread of ``num_samples`` mapped z (drawn from ``seed``),
+        and how they compose into ``synthesis``' latent and condition. Default: a ValueError (none declared)."""
+        raise ValueError(f"the {self.family} family declares no inversion space (Generator3D.inversion_space), so "
+                         "aware3d invert cannot invert its models")
 
     def shape_level(self) -> float | str:
         """Iso level ``aware3d shapes`` meshes at when ``--level`` is not given, in raw density or as a percentile

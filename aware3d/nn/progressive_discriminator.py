@@ -205,3 +205,18 @@ class ProgressiveDiscriminator(nn.Module):
         out = self.head(x).flatten(1)
         ld = self.config.latent_dim
         return DiscriminatorOutput(out[:, :1], out[:, 1:1 + ld], out[:, 1 + ld:])
+
+    def feature_maps(self, images: Tensor) -> list[Tensor]:
+        """The block outputs (B, C_k, r_k, r_k) for images (B, 3, H, W) in [-1, 1] of any size, first resized
+        (bilinear, antialiased) to the largest input resolution not above their height (the inversion's
+        discriminator-feature loss)."""
+        fits = [r for r in self.input_resolutions if r <= images.shape[-2]] or [min(self.input_resolutions)]
+        res = max(fits)
+        x = F.interpolate(images, size=(res, res), mode="bilinear", align_corners=False, antialias=True)
+        start = self.input_resolutions.index(res)
+        x = self.from_rgb[start](x)
+        features = []
+        for block in self.blocks[start:]:
+            x = block(x)
+            features.append(x)
+        return features

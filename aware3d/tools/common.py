@@ -12,7 +12,9 @@ import torch
 
 from .. import __version__
 from ..api import load
+from ..checks import AT_LEAST_ONE, FINITE, NON_NEGATIVE, SEED, check_options, device_problem
 from ..config import to_dict
+from ..errors import OptionError
 from ..models.base import Condition, Generator3D, GeneratorOutput
 
 
@@ -32,7 +34,8 @@ class ModelOptions:
     device: str = "cpu"
     """Torch device, e.g. cpu or cuda."""
     preset: str | None = None
-    """For official files: the preset whose render and camera settings apply (default: guessed)."""
+    """For official files: the preset whose render and camera settings apply; needed when the file fits several
+    (the error lists them, e.g. pigan-celeba or pigan-cats), else read from the file."""
     ema: bool = True
     """For official files: pi-GAN applies ema.pth from the same folder (as the official scripts do), EG3D takes
     G_ema from the pickle (--no-ema: the training copy G)."""
@@ -55,6 +58,17 @@ class ModelOptions:
     """Class index for class-conditional models (labels of the training dataset.json)."""
     progress: bool = True
     """Show progress bars."""
+
+    def __post_init__(self) -> None:
+        check_options(self, MODEL_OPTION_RANGES)
+        problem = device_problem(self.device)
+        if problem:
+            raise OptionError(problem)
+
+
+MODEL_OPTION_RANGES = {"init_seed": SEED, "truncation_psi": FINITE, "resolution": AT_LEAST_ONE,
+                       "num_samples": AT_LEAST_ONE, "light": FINITE, "delta": FINITE, "class_label": NON_NEGATIVE}
+"""The allowed range of each numeric option of :class:`ModelOptions` (checked on construction)."""
 
 
 def load_model(opts: ModelOptions) -> Generator3D:
@@ -118,6 +132,42 @@ def with_light(condition: Condition | None, code: torch.Tensor) -> Condition:
 def map_seeds(G: Generator3D, opts: ModelOptions, seeds: list[int]) -> torch.Tensor:
     """w for one latent per seed, with the options' truncation and condition."""
     return G.mapping(G.z_from_seeds(seeds), psi(G, opts), condition=tool_condition(G, opts))
+
+
+@dataclass(frozen=True)
+class ToolLatents:
+    """The latents a tool renders: one per seed, or the one of a ``--latent`` file (``aware3d invert``)."""
+
+    w: torch.Tensor
+    """The synthesis latents, one row per name."""
+    names: list[str]
+    """File stems, one per row: ``seed0000`` ..., or ``latent``."""
+    condition: Condition | None
+    """Their condition: the options' (``--light``, ``--class``), over the latent file's for the kinds not given."""
+    centre: tuple[float, float] | None
+    """pi-GAN (yaw, pitch) the ``--yaw`` / ``--pitch`` offsets start from: the latent file's view (None: the
+    model's frontal pose)."""
+
+
+def tool_latents(G: Generator3D, opts: ModelOptions, seeds: list[int], latent: str | None = None) -> ToolLatents:
+    """The seeds' latents (truncated as the options say), or with ``latent`` the file's latent, condition and view
+    (its w is used as written: no truncation)."""
+    given = tool_condition(G, opts)
+    if latent is None:
+        return ToolLatents(map_seeds(G, opts, seeds), [f"seed{s:04d}" for s in seeds], given, None)
+    from ..inversion.files import read_latent
+
+    found = read_latent(latent, G)
+    return ToolLatents(found.latent.w, ["latent"], merged_condition(found.latent.condition, given),
+                       (found.yaw, found.pitch))
+
+
+def merged_condition(base: Condition | None, over: Condition | None) -> Condition | None:
+    """``base`` with every kind ``over`` sets replaced by ``over``'s (None when neither sets any)."""
+    if base is None or over is None:
+        return over if base is None else base
+    pairs = zip((base.light, base.face, base.class_label), (over.light, over.face, over.class_label))
+    return Condition(*(o if o is not None else b for b, o in pairs))
 
 
 class LatentViews:

@@ -16,7 +16,8 @@ class ConvertOptions:
     out: str
     """Folder to write (config.json + generator.safetensors)."""
     preset: str | None = None
-    """Render and camera settings to attach (pigan-celeba/cats/carla, eg3d-ffhq/afhq/shapenet; default: guessed)."""
+    """Render and camera settings to attach (pigan-celeba/cats/carla, eg3d-ffhq/afhq/shapenet, ...): needed when the
+    file fits several presets (the error lists them), else read from the file."""
     ema: bool = True
     """Use the EMA weights (pi-GAN: apply ema.pth; EG3D: G_ema instead of the training copy G)."""
     discriminator: bool = True

@@ -58,6 +58,7 @@ from ..cameras import (
     angles_from_cam2world, cam2world_from_angles, focal_to_fov, from_eg3d_label, intrinsics_from_fov,
     pigan_to_epigraf, to_eg3d_label,
 )
+from ..checks import AT_LEAST_ONE, FOV_DEGREES, POSITIVE, SEED, check_options
 from ..config import to_dict
 from ..data.base import LABEL_DIM, DatasetError, DatasetNotFoundError, ImageDataset, open_dataset
 from ..data.images import LABELS_FILE, ImageFolderDataset, match_keys, list_some
@@ -104,6 +105,10 @@ class DatasetOptions:
     label_folder_level: int = 2
     """With --labels-from-folders: the folder this many levels above an image names its class (2 = the
     grandparent, EpiGRAF's CLASS/OBJECT/view.png; 1 = the parent)."""
+
+    def __post_init__(self) -> None:
+        check_options(self, {"resolution": AT_LEAST_ONE, "count": AT_LEAST_ONE, "seed": SEED, "fov_deg": FOV_DEGREES,
+                             "radius": POSITIVE, "batch": AT_LEAST_ONE, "label_folder_level": AT_LEAST_ONE})
 
 
 def zip_member_name(index: int) -> str:

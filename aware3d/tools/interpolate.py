@@ -8,6 +8,7 @@ import torch
 from tqdm import tqdm
 
 from ..cameras import get_camera_path
+from ..checks import AT_LEAST_ONE, POSITIVE, SEED, check_options
 from ..io.media import to_uint8, write_json, write_video
 from .common import (LatentViews, ModelOptions, load_model, map_seeds, out_dir, psi, settings_record,
                      tool_band, tool_condition)
@@ -25,6 +26,10 @@ class InterpolateOptions(ModelOptions):
     """Frames per second."""
     name: str = "interpolation.mp4"
     """File name inside --out; the suffix chooses the format (.mp4 or .gif)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_options(self, {"seeds": SEED, "frames_per_seed": AT_LEAST_ONE, "fps": POSITIVE})
 
 
 def interpolation_ws(w_keys: torch.Tensor, frames_per_key: int) -> torch.Tensor:
@@ -51,7 +56,7 @@ def run(opts: InterpolateOptions) -> dict:
     def frames():
         for i in tqdm(range(len(ws)), desc="interpolate", unit="frame", disable=not opts.progress):
             yaw, pitch, scale = (float(path.yaw[i]), float(path.pitch[i]), float(path.fov_scale[i])) if path else (
-                pose.yaw_mean, pose.pitch_mean, 1.0)
+                *pose.frontal(), 1.0)
             with torch.no_grad():
                 # w changes every frame, so a plane cache (EG3D) is built and used once per frame.
                 views = LatentViews(G, ws[i:i + 1], condition=tool_condition(G, opts), resolution=opts.resolution, render=cfg,

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from ..checks import AT_LEAST_ONE, FINITE, NON_NEGATIVE, SEED, Range, check_options
 from ..io.checkpoint import CONFIG, WEIGHTS, is_checkpoint_dir, load_generator, save_generator
 from ..models.light_prior import LightPrior
 from .common import require_condition
@@ -74,6 +75,11 @@ class LightPriorOptions:
     and diffuse: their std becomes sqrt(ridge) = 0.01); 0 refuses such a fit."""
     progress: bool = True
     """Show progress bars."""
+
+    def __post_init__(self) -> None:
+        check_options(self, {"ambient": FINITE, "diffuse": FINITE, "min_lz": Range(0, 1, hi_open=True),
+                             "length": AT_LEAST_ONE, "seed": SEED, "resolution": AT_LEAST_ONE, "batch": AT_LEAST_ONE,
+                             "ridge": NON_NEGATIVE})
 
 
 # ------------------------------------------------------------------------------------------ codes

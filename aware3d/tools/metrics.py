@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from ..checks import AT_LEAST_ONE, SEED, check_options
 from ..data import open_dataset
 from ..io.media import write_json
 from ..metrics.depth import DepthNetConfig
@@ -49,6 +50,11 @@ class MetricsOptions(ModelOptions):
     progress: bool = True
     """Show progress bars."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_options(self, {"num_gen": AT_LEAST_ONE, "seed": SEED, "batch": AT_LEAST_ONE,
+                             "depth_net_steps": AT_LEAST_ONE, "depth_net_resolution": AT_LEAST_ONE})
+
 
 def format_table(results: dict[str, float]) -> str:
     """The flat results as a two-column text table."""
@@ -63,7 +69,7 @@ def run(opts: MetricsOptions) -> dict:
     G = load_model(opts)
     out = out_dir(opts)
     # Real images at the size of the generated ones (EG3D: the super-resolved img_resolution).
-    resolution = image_resolution(G, opts.resolution or G.config.resolution)
+    resolution = image_resolution(G, G.config.resolution if opts.resolution is None else opts.resolution)
     data = open_dataset(opts.data, resolution) if opts.data else None
     depth_cfg = DepthNetConfig()
     if opts.depth_net_steps is not None:

@@ -11,11 +11,12 @@ import torch
 from tqdm import tqdm
 
 from ..cameras import get_camera_path
+from ..checks import AT_LEAST_ONE, FINITE, SEED, check_options
 from ..io.depth_pictures import colorize_depth_robust, depth_colorbar, robust_depth_range
 from ..io.media import make_grid, normals_to_image, save_image, write_json
 from ..models.base import Condition
-from .common import (LatentViews, ModelOptions, load_model, map_seeds, out_dir, psi, require_condition,
-                     settings_record, tool_band, tool_condition, with_light)
+from .common import (LatentViews, ModelOptions, load_model, out_dir, psi, require_condition, settings_record,
+                     tool_band, tool_condition, tool_latents, with_light)
 
 
 @dataclass
@@ -25,7 +26,7 @@ class RenderOptions(ModelOptions):
     yaw: list[float] = field(default_factory=lambda: [-0.5, 0.0, 0.5])
     """Yaw offsets from the frontal view in radians (positive turns the camera toward -x)."""
     pitch: list[float] = field(default_factory=lambda: [0.0])
-    """Pitch offsets from the mean pose in radians (positive looks from above); every yaw x pitch pair is rendered."""
+    """Pitch offsets from the frontal pose in radians (positive looks from above); every yaw x pitch pair is rendered."""
     path: str | None = None
     """Instead of --yaw/--pitch, a named camera path (yaw_sweep, orbit, front_circle, zoom, fixed_points)."""
     frames: int = 5
@@ -38,15 +39,25 @@ class RenderOptions(ModelOptions):
     image, normal (n/2 + 0.5), depth (near..far as 0..1) and the family's lighting maps (ShadeGAN: albedo,
     shading, diffuse, tracker_depth); grid rows are seed x view, columns the lights. Families with a light
     condition only."""
+    latent: str | None = None
+    """A latent file of aware3d invert (latent.safetensors) to render instead of --seeds: its latent and condition
+    (--light / --class replace theirs), with --yaw/--pitch offsets from its view (0 0: the inverted picture's
+    view). Pair it with the checkpoint its latent.json names (the tuned generator after --pti)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_options(self, {"seeds": SEED, "yaw": FINITE, "pitch": FINITE, "frames": AT_LEAST_ONE})
 
 
-def view_list(G, opts: RenderOptions) -> list[tuple[float, float, float]]:
-    """(yaw, pitch, fov_scale) in pi-GAN angles for every view the options ask for."""
+def view_list(G, opts: RenderOptions, centre: tuple[float, float] | None = None) -> list[tuple[float, float, float]]:
+    """(yaw, pitch, fov_scale) in pi-GAN angles for every view the options ask for; ``--yaw``/``--pitch`` are
+    offsets from ``centre`` (pi-GAN angles; None: the model's frontal pose)."""
     pose = G.config.pose
     if opts.path:
         p = get_camera_path(opts.path, pose, opts.frames, fov_deg=G.config.fov_deg)
         return [(float(y), float(pt), float(s)) for y, pt, s in zip(p.yaw, p.pitch, p.fov_scale)]
-    return [(pose.yaw_mean + y, pose.pitch_mean - p, 1.0) for p in opts.pitch for y in opts.yaw]
+    yaw0, pitch0 = pose.frontal() if centre is None else centre
+    return [(yaw0 + y, pitch0 - p, 1.0) for p in opts.pitch for y in opts.yaw]
 
 
 def light_codes(G, opts: RenderOptions) -> torch.Tensor | None:
@@ -89,10 +100,11 @@ def save_relit_view(stem: Path, res, G, condition: Condition, cfg) -> list[str]:
     return files
 
 
-def render_seed(G, opts: RenderOptions, seed: int, w, views, cfg, lights) -> tuple[list[str], list[torch.Tensor]]:
-    """Every view (and light) of one latent: (files written, images for the grid in row-major order)."""
+def render_seed(G, opts: RenderOptions, name: str, w, views, cfg, lights,
+                base: Condition | None) -> tuple[list[str], list[torch.Tensor]]:
+    """Every view (and light) of one latent under ``base``, files named ``<name>_view..``: (files written, images
+    for the grid in row-major order)."""
     out = Path(opts.out)
-    base = tool_condition(G, opts)
     # One latent, many views: EG3D's tri-planes are computed once per seed.
     seed_views = LatentViews(G, w, condition=base, resolution=opts.resolution, render=cfg,
                              lock_view_dependence=opts.lock_view_dependence, normals=opts.normals,
@@ -102,13 +114,13 @@ def render_seed(G, opts: RenderOptions, seed: int, w, views, cfg, lights) -> tup
         cams = G.cameras([yaw], [pitch], scale)
         if lights is None:
             res = seed_views.render(cams)
-            files += save_view(out / f"seed{seed:04d}_view{vi:02d}", res)
+            files += save_view(out / f"{name}_view{vi:02d}", res)
             images.append(res.image[0])
             continue
         for li, code in enumerate(lights):
             condition = with_light(base, code)
             res = seed_views.render(cams, condition)
-            files += save_relit_view(out / f"seed{seed:04d}_view{vi:02d}_light{li:02d}", res, G, condition, cfg)
+            files += save_relit_view(out / f"{name}_view{vi:02d}_light{li:02d}", res, G, condition, cfg)
             images.append(res.image[0])
     return files, images
 
@@ -117,13 +129,13 @@ def render_seed(G, opts: RenderOptions, seed: int, w, views, cfg, lights) -> tup
 def run(opts: RenderOptions) -> dict:
     G = load_model(opts)
     out = out_dir(opts)
-    views = view_list(G, opts)
+    source = tool_latents(G, opts, opts.seeds, opts.latent)
+    views = view_list(G, opts, source.centre)
     lights = light_codes(G, opts)
-    w_all = map_seeds(G, opts, opts.seeds)
     cfg = G.eval_render_config(opts.num_samples)
     files, grid_images = [], []
-    for si, seed in enumerate(tqdm(opts.seeds, desc="render", unit="seed", disable=not opts.progress)):
-        seed_files, images = render_seed(G, opts, seed, w_all[si:si + 1], views, cfg, lights)
+    for si, name in enumerate(tqdm(source.names, desc="render", unit="latent", disable=not opts.progress)):
+        seed_files, images = render_seed(G, opts, name, source.w[si:si + 1], views, cfg, lights, source.condition)
         files += seed_files
         grid_images += images
     grid = out / "grid.png"

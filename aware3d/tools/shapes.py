@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..checks import POSITIVE, SEED, Range, check_options
 from ..export.layouts import REGULAR, GridLayout
 from ..export.shapes import extract_mesh, save_mesh, write_mrc
 from ..io.media import write_json
@@ -37,6 +38,10 @@ class ShapesOptions(ModelOptions):
     grid_layout: str = "regular"
     """regular: density at the exact points of a regular N^3 grid over the cube, .mrc indexed x fastest; families
     add their own (EG3D's official: gen_samples.py's sheared grid and .mrc values); see grid_layouts()."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_options(self, {"seeds": SEED, "grid": Range(2), "half_extent": POSITIVE, "cube_size": POSITIVE})
 
 
 def resolve_level(level: str | float | None, volume: torch.Tensor, default: str | float) -> float:

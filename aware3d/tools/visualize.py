@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from ..cameras import Cameras, get_camera_path
 from ..cameras.paths import FIXED_VIEW_PATHS, default_frames
+from ..checks import AT_LEAST_ONE, POSITIVE, SEED, Range, check_options
 from ..export.layouts import REGULAR
 from ..io.media import colorize_depth, make_grid, to_uint8, write_json, write_video
 from ..models.base import Condition, Generator3D, GeneratorOutput
@@ -85,6 +86,12 @@ class VisualizeOptions(ModelOptions):
     """density: half side of the sampled cube, world units (default: the model's shape cube)."""
     white_back: bool = False
     """Render empty space white (the official force_whiteback); bg_nobg always renders its second image so."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_options(self, {"seeds": SEED, "num_seeds": AT_LEAST_ONE, "frames": AT_LEAST_ONE, "fps": POSITIVE,
+                             "num_interp_steps": Range(2), "videos_per_grid": AT_LEAST_ONE, "nrow": AT_LEAST_ONE,
+                             "tile": AT_LEAST_ONE, "voxel_res": Range(2), "half_extent": POSITIVE})
 
 
 @dataclass
@@ -135,9 +142,9 @@ class VisContext:
         return [(float(y), float(pt), float(s)) for y, pt, s in zip(p.yaw, p.pitch, p.fov_scale)]
 
     def fixed_view(self, above: float = 0.0) -> View:
-        """The mean yaw, ``above`` radians above the mean pitch, the model's fov."""
-        pose = self.G.config.pose
-        return (pose.yaw_mean, pose.pitch_mean - above, 1.0)
+        """The frontal view (``config.pose.frontal()``), ``above`` radians higher, the model's fov."""
+        yaw0, pitch0 = self.G.config.pose.frontal()
+        return (yaw0, pitch0 - above, 1.0)
 
     def write(self, name: str, image: Tensor | np.ndarray) -> str:
         """Save a uint8 (H, W, 3) or (H, W) array or a (3, H, W) [-1, 1] tensor as ``folder/name``."""

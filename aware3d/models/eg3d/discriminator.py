@@ -107,6 +107,19 @@ class DualDiscriminator(nn.Module):
             raise ValueError("this discriminator is not class-conditional (num_classes 0); pass no class_label")
         return self.b4(x, cmap)
 
+    def feature_maps(self, images: Tensor) -> list[Tensor]:
+        """The block outputs (B, C_k, r_k, r_k) for images (B, 3, H, W) in [-1, 1] of any size (the inversion's
+        discriminator-feature loss): resized (bilinear, antialiased) to ``img_resolution`` and fed as both the
+        final and the raw image (a real image's raw input is itself resized), without the conditioned head."""
+        size = self.config.img_resolution
+        image = torch.nn.functional.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
+                                                antialias=True)
+        img, x, features = torch.cat([image, image], 1), None, []
+        for res in self.block_resolutions:
+            x, img = getattr(self, f"b{res}")(x, img)
+            features.append(x)
+        return features
+
     def conditioning_label(self, c: Tensor | None, class_label: Tensor | None, batch: int,
                            generator: torch.Generator | None) -> Tensor:
         """(B, c_dim + num_classes) the label mapping's input: the camera label (plus the training noise

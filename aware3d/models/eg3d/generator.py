@@ -35,6 +35,7 @@ from torch import Tensor
 from ...cameras import Cameras, camera_origin_from_angles, look_at
 from ...rendering import RandomDraws, RenderConfig, density_normals, render_rays
 from ..base import Capabilities, Condition, Generator3D, GeneratorOutput, expand_latent
+from ...inversion.space import LatentSpace, SynthesisLatent, style_groups, style_ws
 from ...nn.stylegan2.networks import StyleGAN2Backbone
 from ...nn.triplane import TriPlaneDecoder, sample_from_planes, triplane_field
 from .config import EG3DConfig, NoiseMode
@@ -307,6 +308,19 @@ class EG3DGenerator(Generator3D):
             total += ws[:, 0].double().sum(0).cpu()
         self.w_avg.copy_((total / n).to(self.w_avg))
         return self.w_avg
+
+    @torch.no_grad()
+    def inversion_space(self, num_samples: int = 1000, seed: int = 0) -> LatentSpace:
+        """W then W+: one w shared by every layer from ``w_avg``, then per-layer offsets, with the spread of
+        ``num_samples`` mapped z (seeded; frontal conditioning, uniform classes for a class-conditional model).
+        The class acts through ws, so the composed latent carries no condition."""
+        g = torch.Generator().manual_seed(seed)
+        z = torch.randn(num_samples, self.z_dim, generator=g).to(self.device)
+        condition = None
+        if self.config.num_classes > 0:
+            condition = Condition(class_label=torch.randint(0, self.config.num_classes, (num_samples,), generator=g))
+        ws = self.backbone.mapping(z, self.mapping_label(None, condition, num_samples))
+        return LatentSpace(style_groups(self.w_avg, ws[:, 0], self.num_ws), lambda v: SynthesisLatent(style_ws(v)))
 
     # -- tri-planes -------------------------------------------------------------------------------------
     def _noise_mode(self, noise_mode: NoiseMode | None) -> NoiseMode:

@@ -214,6 +214,22 @@ class PatchDiscriminator(nn.Module):
         cmap = self.head_mapping(None, self.head_condition(patch_enc, camera_angles, c, generator))
         return self.b4(x, cmap).squeeze(1)
 
+    def feature_maps(self, images: Tensor) -> list[Tensor]:
+        """The block outputs (B, C_k, r_k, r_k) for whole images (B, 3, H, W) in [-1, 1] of any size (the
+        inversion's discriminator-feature loss): resized (bilinear, antialiased) to the patch resolution and
+        seen as one patch of scale 1 at offset 0, without the conditioned head."""
+        R = self.config.patch_resolution
+        patches = torch.nn.functional.interpolate(images, size=(R, R), mode="bilinear", align_corners=False,
+                                                  antialias=True)
+        B = len(patches)
+        scales = torch.ones(B, 2, device=patches.device)
+        hyper = self.hyper_mod_mapping(None, self.encode_patches(scales, torch.zeros_like(scales)))
+        x, features = None, []
+        for res in self.block_resolutions:
+            x = getattr(self, f"b{res}")(x, patches, hyper)
+            features.append(x)
+        return features
+
 
 __all__ = ["PatchDiscriminator", "PatchDiscriminatorBlock", "PatchDiscriminatorConfig", "HyperModConv2d",
            "camera_dropout", "scalar_fourier"]

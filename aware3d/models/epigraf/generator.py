@@ -29,6 +29,7 @@ from ...nn.stylegan2.networks import MappingNetwork, SynthesisNetwork
 from ...nn.triplane import project_onto_planes
 from ...rendering import CameraFrameRays, RandomDraws, RenderConfig, density_normals, render_rays
 from ..base import Capabilities, Condition, Generator3D, GeneratorOutput, expand_latent
+from ...inversion.space import LatentSpace, SynthesisLatent, style_groups, style_ws
 from .background import SphereINR, plane_background, render_sphere_background
 from .cameras import (
     PatchParams,
@@ -247,6 +248,24 @@ class EpiGRAFGenerator(Generator3D):
             self.train(was_training)
         self.w_avg.copy_((total / n).to(self.w_avg))
         return self.w_avg
+
+    @torch.no_grad()
+    def inversion_space(self, num_samples: int = 1000, seed: int = 0) -> LatentSpace:
+        """W then W+ (the background's ws included): one w shared by every layer from ``w_avg``, then per-layer
+        offsets, with the spread of ``num_samples`` mapped z (seeded; eval mode's mean pose, uniform classes for
+        a class-conditional model). The class acts through ws, so the composed latent carries no condition."""
+        g = torch.Generator().manual_seed(seed)
+        z = torch.randn(num_samples, self.z_dim, generator=g).to(self.device)
+        condition = None
+        if self.config.c_dim > 0:
+            condition = Condition(class_label=torch.randint(0, self.config.c_dim, (num_samples,), generator=g))
+        was_training = self.training
+        self.eval()
+        try:
+            ws = self.mapping(z, condition=condition)
+        finally:
+            self.train(was_training)
+        return LatentSpace(style_groups(self.w_avg, ws[:, 0], self.num_ws), lambda v: SynthesisLatent(style_ws(v)))
 
     # -- tri-planes -------------------------------------------------------------------------------------
     def _noise_mode(self, noise_mode: NoiseMode | None) -> NoiseMode:

@@ -10,6 +10,7 @@ from torch import Tensor
 from ...cameras import Cameras, generate_rays
 from ...rendering import CameraFrameRays, RandomDraws, RenderConfig, density_normals, render_rays
 from ..base import Condition, Generator3D, GeneratorOutput, expand_latent
+from ...inversion.space import LatentSpace, SynthesisLatent, film_groups, film_w
 from .config import PiGANConfig
 from ...nn.siren import FiLMSiren, MappingNetwork, mean_mapping_output
 
@@ -49,6 +50,13 @@ class PiGANGenerator(Generator3D):
         if truncation_psi != 1:
             w = self.w_avg + truncation_psi * (w - self.w_avg)
         return w
+
+    @torch.no_grad()
+    def inversion_space(self, num_samples: int = 1000, seed: int = 0) -> LatentSpace:
+        """The FiLM frequencies and phases (the halves of w, as pi-GAN's inverse_render.py optimises them), from
+        ``w_avg`` with the spread of ``num_samples`` mapped z (seeded); no condition."""
+        z = torch.randn(num_samples, self.z_dim, generator=torch.Generator().manual_seed(seed)).to(self.w_avg.device)
+        return LatentSpace(film_groups(self.w_avg, self.mapping_network(z)), lambda v: SynthesisLatent(film_w(v)))
 
     def field_fn(self, w: Tensor, lock_view_dependence: bool = False, fast: bool = False):
         """The renderer's field callback for latents w (B, w_dim); ``fast`` uses the folded SIREN (no gradients)."""

@@ -15,6 +15,7 @@ from ...cameras.poses import angles_from_cam2world
 from ...nn.siren import MappingNetwork, mean_mapping_output
 from ...rendering import CameraFrameRays, RandomDraws, RenderConfig, render_rays
 from ..base import Capabilities, Condition, Generator3D, GeneratorOutput, expand_latent
+from ...inversion.space import LatentGroup, LatentSpace, SynthesisLatent, film_groups, film_w
 from .config import LIGHT_PATH_DX, RELIGHT_DX, RELIGHT_FRONTAL, ShadeGANConfig
 from .light import LightPrior, lambertian_shading, light_coefficients
 from .networks import ShadingSiren, SurfaceTracker
@@ -81,6 +82,19 @@ class ShadeGANGenerator(Generator3D):
         if truncation_psi != 1:
             w = self.w_avg + truncation_psi * (w - self.w_avg)
         return w
+
+    @torch.no_grad()
+    def inversion_space(self, num_samples: int = 1000, seed: int = 0) -> LatentSpace:
+        """The FiLM frequencies and phases (the halves of w) from ``w_avg`` with the spread of ``num_samples``
+        mapped z (seeded), and the light code (the condition) from the prior's mean with its per-entry std, freed
+        in the refinement only: a light's direction can fake a turn of the camera, so the camera settles first."""
+        z = torch.randn(num_samples, self.z_dim, generator=torch.Generator().manual_seed(seed)).to(self.w_avg.device)
+        light = LatentGroup("light", self.light_mean[None].clone(),
+                            torch.diagonal(self.light_cov).clamp_min(1e-6).sqrt()[None], stage=1)
+
+        def compose(values) -> SynthesisLatent:
+            return SynthesisLatent(film_w(values), Condition(light=values["light"]))
+        return LatentSpace((*film_groups(self.w_avg, self.mapping_network(z)), light), compose)
 
     @property
     def light_prior(self) -> LightPrior:
