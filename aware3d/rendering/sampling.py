@@ -189,3 +189,34 @@ def sample_importance(t: Tensor, weights: Tensor, num_samples: int, *, smoothing
         mids = 0.5 * (t[..., :-1] + t[..., 1:])
         fine = sample_pdf(mids, weights[..., 1:-1], num_samples, u=u, det=det, right=right, generator=generator)
     return fine.detach()
+
+
+def blend_toward_band(t: Tensor, guide_depth: Tensor, guide_mask: Tensor, band_width: Bound,
+                      ratio: float | Tensor) -> Tensor:
+    """Move the samples of guided rays toward evenly spaced samples in a thin band around a guide depth
+    (CGOF's sample-near-mesh rendering: the guide is the rasterised mesh depth, the band its thickness).
+
+    On rays where ``guide_mask`` is true, sample k becomes ``(1 - ratio) * t_k + ratio * b_k`` with
+    ``b_k = guide - w/2 + w * k / (S - 1)`` (``b_0 = guide`` when S = 1): the band's k-th sample, paired by
+    index, so an unsorted ``t`` stays paired as given (sort afterwards, as the renderer does when it merges
+    passes). Other rays are returned unchanged. Differentiable w.r.t. every tensor input.
+
+    Args:
+        t: (B, R, S) sample distances along unit rays (world units).
+        guide_depth: (B, R) distance along the ray of the band's centre (world units, the rasteriser's
+            depth convention); values on unguided rays are ignored.
+        guide_mask: (B, R) bool, the rays to move.
+        band_width: w, the band's full width (world units): a float or a tensor broadcastable to (B, R).
+        ratio: blend factor in [0, 1] (0: ``t`` itself, 1: exactly the band), a float or broadcastable to (B, R).
+    Returns:
+        (B, R, S) distances.
+    """
+    if guide_depth.shape != t.shape[:-1] or guide_mask.shape != t.shape[:-1]:
+        raise ValueError(f"blend_toward_band: guide_depth {tuple(guide_depth.shape)} and guide_mask "
+                         f"{tuple(guide_mask.shape)} must be one value per ray of t, {tuple(t.shape[:-1])}")
+    S = t.shape[-1]
+    steps = torch.linspace(-0.5, 0.5, S, device=t.device, dtype=t.dtype) if S > 1 else t.new_zeros(1)
+    band = _column(guide_depth, t.device, t.dtype) + _column(band_width, t.device, t.dtype) * steps
+    r = _column(ratio, t.device, t.dtype)
+    blended = (1 - r) * t + r * band  # this form: ratio 0 gives t and ratio 1 the band, both bit-exactly
+    return torch.where(guide_mask.unsqueeze(-1), blended, t)
