@@ -11,6 +11,11 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Under pytest-xdist (``-n 2``) each worker gets one core: two workers with two torch threads each would
+    # oversubscribe a 2-core machine and run slower than one process.
+    torch.set_num_threads(1)
+
 
 def reference_root() -> Path:
     return Path(os.environ.get("AWARE3D_REFERENCE", REPO.parent / "shared" / "reference"))

@@ -6,8 +6,9 @@ with digests recorded from the code as it was *before* the module was split into
 based on commit aaa2764). Any change of a single bit in any field fails, naming the case and field.
 
 The digests pin float rounding, so they hold for the torch build and CPU kernels they were recorded
-with (:data:`RECORDED_WITH`); elsewhere the last bit of a transcendental may legitimately differ, so
-the test skips rather than fail. Re-record (``python tests/test_synthetic_checksums.py``) only for an
+with (:data:`RECORDED_WITH`, and the CPUs of :data:`ALSO_RECORDED`); on another CPU the last bit of a
+transcendental may legitimately differ, so where only the ray-cast fields differ the bit test skips, and
+:data:`SUMMARIES` (a few float64 statistics per tensor, compared to 1e-6) checks the values on every CPU. Re-record (``python tests/test_synthetic_checksums.py``) only for an
 intended change of the generated data, and say so in the commit.
 """
 
@@ -40,57 +41,72 @@ def _digest(t: Tensor) -> str:
     return h.hexdigest()[:_DIGEST_CHARS]
 
 
-def _digests(obj, names: tuple[str, ...] | None = None) -> dict[str, str]:
-    """{field: digest} of every tensor field of a dataclass (or of ``names`` only), or of a dict."""
+def _summary(t: Tensor) -> list[float]:
+    """A few float64 statistics of a tensor that survive last-bit rounding differences between CPUs: the mean,
+    the mean square and a weighted sum with fixed pseudo-random weights (so a moved or swapped value shows)."""
+    x = t.detach().cpu().double().reshape(-1)
+    if not x.numel():
+        return [0.0, 0.0, 0.0]
+    weights = torch.sin(torch.arange(x.numel(), dtype=torch.float64) * 12.9898) * 0.5 + 0.5
+    return [x.mean().item(), (x * x).mean().item(), (weights * x).mean().item()]
+
+
+def _digests(obj, names: tuple[str, ...] | None = None, summarise=_digest) -> dict:
+    """{field: summarise(tensor)} of every tensor field of a dataclass (or of ``names`` only), or of a dict."""
     if is_dataclass(obj):
         items = {f.name: getattr(obj, f.name) for f in fields(obj)}
     else:
         items = dict(obj)
-    return {k: _digest(v) for k, v in items.items() if isinstance(v, Tensor) and (names is None or k in names)}
+    return {k: summarise(v) for k, v in items.items() if isinstance(v, Tensor) and (names is None or k in names)}
 
 
 _IMAGE_BATCH_FIELDS = ("image", "label", "has_label", "index")
 """The :class:`ImageBatch` fields that existed when the digests were recorded (new ones are not pinned)."""
 
 
-def current_digests() -> dict[str, dict[str, str]]:
-    """Digests of every case, computed from the current code."""
+def current_digests(summarise=_digest) -> dict[str, dict]:
+    """Digests (or ``summarise`` of each tensor) of every case, computed from the current code."""
+
+    def take(obj, names=None):
+        return _digests(obj, names, summarise)
+
     heads = make_synthetic("synthetic-heads", resolution=32, length=100)
     objects = make_synthetic("synthetic-objects", resolution=32, length=100)
-    out = {f"heads[{i}]": _digests(heads[i]) for i in (0, 1, 17)}
-    out.update({f"objects[{i}]": _digests(objects[i]) for i in (0, 5)})
-    out["heads.get_batch([17, 0, 3])"] = _digests(heads.get_batch([17, 0, 3]))
-    out["objects.get_batch([5, 2])"] = _digests(objects.get_batch([5, 2]))
-    out["heads.sample_params(17)"] = _digests(heads.sample_params(17))
-    out["heads.cameras([1, 17])"] = _digests(heads.cameras([1, 17]))
+    out = {f"heads[{i}]": take(heads[i]) for i in (0, 1, 17)}
+    out.update({f"objects[{i}]": take(objects[i]) for i in (0, 5)})
+    out["heads.get_batch([17, 0, 3])"] = take(heads.get_batch([17, 0, 3]))
+    out["objects.get_batch([5, 2])"] = take(objects.get_batch([5, 2]))
+    out["heads.sample_params(17)"] = take(heads.sample_params(17))
+    out["heads.cameras([1, 17])"] = take(heads.cameras([1, 17]))
     p = heads.sample_params(1)
-    out["heads.render(item 1)"] = _digests(heads.render(p["identity"], p["expression"], heads.cameras([1]),
+    out["heads.render(item 1)"] = take(heads.render(p["identity"], p["expression"], heads.cameras([1]),
                                                         p["light_dir"], p["background"]))
     # Non-default configs: edge-aligned grid, no antialiasing, black background, another seed and size.
     variant = make_synthetic("synthetic-heads", resolution=20, grid="edge_aligned", antialias=False,
                              background="black", seed=3)
-    out["heads(res 20, edge_aligned, no AA, black, seed 3)[2]"] = _digests(variant[2])
+    out["heads(res 20, edge_aligned, no AA, black, seed 3)[2]"] = take(variant[2])
     edge_heads = make_synthetic("synthetic-heads", resolution=20, grid="edge_aligned", seed=5)
-    out["heads(res 20, edge_aligned, seed 5)[3]"] = _digests(edge_heads[3])
+    out["heads(res 20, edge_aligned, seed 5)[3]"] = take(edge_heads[3])
     edge_cars = make_synthetic("synthetic-objects", resolution=18, grid="edge_aligned", background="black", length=50)
-    out["objects(res 18, edge_aligned, black).get_batch([4, 1])"] = _digests(edge_cars.get_batch([4, 1]))
+    out["objects(res 18, edge_aligned, black).get_batch([4, 1])"] = take(edge_cars.get_batch([4, 1]))
     # Non-square images from explicit parameters and cameras.
     cams = Cameras.from_angles(torch.tensor([1.3, 2.0]), torch.tensor([1.5, 1.2]), 12.0, 1.0)
     h = heads.sample_params(4)
-    out["render_head(20x28, 2 cameras)"] = _digests(render_head(h["identity"], h["expression"], cams,
+    out["render_head(20x28, 2 cameras)"] = take(render_head(h["identity"], h["expression"], cams,
                                                                  torch.tensor([0.3, 0.5, 0.81]), 20, 28))
     o = objects.sample_params(3)
     car_cams = Cameras.from_angles(torch.tensor([0.4]), torch.tensor([1.0]), 30.0, 1.0)
-    out["render_object(24, default args)"] = _digests(render_object(o["identity"], car_cams, o["light_dir"], 24))
+    out["render_object(24, default args)"] = take(render_object(o["identity"], car_cams, o["light_dir"], 24))
     # The ImageDataset adapter: mirrored items, ground truth, the in-memory pool, labels alone.
     adapter = open_dataset("synthetic-heads", 24, mirror=True, length=10, seed=1)
-    out["adapter.get_batch([1, 12, 7])"] = _digests(adapter.get_batch([1, 12, 7]), _IMAGE_BATCH_FIELDS)
-    out["adapter.ground_truth([12, 1])"] = _digests(adapter.ground_truth([12, 1]))
-    out["adapter.get_labels([3, 13])"] = _digests(dict(zip(("label", "has_label"), adapter.get_labels([3, 13]))))
+    out["adapter.get_batch([1, 12, 7])"] = take(adapter.get_batch([1, 12, 7]), _IMAGE_BATCH_FIELDS)
+    out["adapter.ground_truth([12, 1])"] = take(adapter.ground_truth([12, 1]))
+    out["adapter.get_labels([3, 13])"] = take(dict(zip(("label", "has_label"), adapter.get_labels([3, 13]))))
     pool = open_dataset("synthetic-objects:6", 16, mirror=True)
-    out["objects:6 pool.get_batch([0, 5, 6, 11])"] = _digests(pool.get_batch([0, 5, 6, 11]), _IMAGE_BATCH_FIELDS)
-    out["fingerprints"] = {"adapter": adapter.fingerprint()[:_DIGEST_CHARS],
-                           "pool": pool.fingerprint()[:_DIGEST_CHARS]}
+    out["objects:6 pool.get_batch([0, 5, 6, 11])"] = take(pool.get_batch([0, 5, 6, 11]), _IMAGE_BATCH_FIELDS)
+    if summarise is _digest:  # the fingerprints hash the data: exact only
+        out["fingerprints"] = {"adapter": adapter.fingerprint()[:_DIGEST_CHARS],
+                               "pool": pool.fingerprint()[:_DIGEST_CHARS]}
     return out
 
 
@@ -260,6 +276,264 @@ of the ray-cast depths, normals and shading (mask, cameras and parameters are id
 with the code of commit 23ab263, whose data had matched :data:`EXPECTED` on the machines before."""
 
 
+SUMMARIES: dict[str, dict[str, list[float]]] = {'heads[0]': {'image': [0.04217922476042683, 0.27549837186781084, 0.01831805323618783],
+              'depth': [0.4539580156560987, 0.4353062839549048, 0.22793969491471347],
+              'normals': [0.027633140678451202, 0.15787760284875976, 0.011946730140676454],
+              'mask': [0.4736328125, 0.4736328125, 0.23780523150956495],
+              'cam2world': [0.08515535050537437, 0.31250001085791396, 0.007082807710343784],
+              'intrinsics': [1.2793738047281902, 5.1957292744435914, 0.9330051889322077],
+              'angles': [1.7792050242424011, 3.2300306997158046, 1.0462864395372078],
+              'camera_angles': [0.6625378926595052, 0.8467685873001093, 0.43572489794042407],
+              'eg3d_label': [0.5150739940255881, 2.0704625457487578, 0.35883258141487273],
+              'light_dir': [0.5449262261390686, 0.3333333094749005, 0.4050440361963544],
+              'identity': [0.1809571769699687, 0.09505520448535887, 0.10567847710525514],
+              'expression': [0.3524331599473953, 0.17810701821675368, 0.23626727672717715],
+              'background': [0.744204064210256, 0.5566415883396173, 0.5107734680944634],
+              'index': [0.0, 0.0, 0.0]},
+ 'heads[1]': {'image': [-0.3918743313212569, 0.19391916161972414, -0.19713760109780165],
+              'depth': [0.44121916353469715, 0.42254293259310544, 0.22080592358505552],
+              'normals': [0.07040281743707055, 0.15364583202736634, 0.03263506150306617],
+              'mask': [0.4609375, 0.4609375, 0.23060973229539758],
+              'cam2world': [0.07162167795468122, 0.3125000188858999, 0.006504309688491744],
+              'intrinsics': [1.2793738047281902, 5.1957292744435914, 0.9330051889322077],
+              'angles': [1.6906858086585999, 2.864583294951082, 1.0109487498914618],
+              'camera_angles': [0.6035250822703043, 0.8794852286479701, 0.4121664381765933],
+              'eg3d_label': [0.5064124435931444, 2.070462550886669, 0.35846234268088756],
+              'light_dir': [0.5649925867716471, 0.33333334254709257, 0.3749382595603226],
+              'identity': [0.23970553229446523, 0.13665797076351416, 0.13316025101284465],
+              'expression': [0.5149412080645561, 0.3947796988229416, 0.347348793177037],
+              'background': [0.29394304752349854, 0.08733101896761752, 0.20046218622364742],
+              'index': [1.0, 1.0, 0.5]},
+ 'heads[17]': {'image': [0.18918041960569099, 0.2303910978869402, 0.09340455061134172],
+               'depth': [0.46094339387491345, 0.442411359969761, 0.23144753363847803],
+               'normals': [0.14851188827614692, 0.16015624873510106, 0.07438358987475963],
+               'mask': [0.48046875, 0.48046875, 0.24107680912874563],
+               'cam2world': [0.028295638621784747, 0.3125000064607245, -0.006888645378116523],
+               'intrinsics': [1.2793738047281902, 5.1957292744435914, 0.9330051889322077],
+               'angles': [1.3768757581710815, 1.9487482418020647, 0.853513631022167],
+               'camera_angles': [0.3943183819452922, 0.920766765927913, 0.30720969226373024],
+               'eg3d_label': [0.4786837784200907, 2.0704625429345564, 0.34989085143825827],
+               'light_dir': [0.5480492413043976, 0.3333333297838754, 0.35864913193527875],
+               'identity': [0.22357595041103195, 0.1264864864017672, 0.11579612899853584],
+               'expression': [0.44475144892930984, 0.288723003684071, 0.29903530308471754],
+               'background': [0.7623228629430135, 0.583446318928722, 0.5338216906555113],
+               'index': [17.0, 289.0, 8.5]},
+ 'objects[0]': {'image': [0.6055929923119644, 0.8594682224774658, 0.3139078799367157],
+                'depth': [0.21279747859807685, 0.19846077842492557, 0.09936516858077343],
+                'normals': [0.07769852002744908, 0.0761718748469627, 0.037070199066958846],
+                'mask': [0.228515625, 0.228515625, 0.10733460791174702],
+                'cam2world': [0.08096510914037935, 0.3124999900123031, 0.005367529988878135],
+                'intrinsics': [0.6368945439656576, 0.9404557715570768, 0.45235766883896467],
+                'angles': [1.4200234413146973, 2.032659731999331, 0.8428082007516133],
+                'camera_angles': [0.42308350404103595, 0.5572701125588017, 0.30007273875002777],
+                'eg3d_label': [0.2810997056774795, 0.5385640713684217, 0.16754801321589746],
+                'light_dir': [0.5612673262755076, 0.3333333505886567, 0.37076743712488147],
+                'identity': [0.3933868948370218, 0.37406132790071267, 0.22062200094326415],
+                'expression': [0.0, 0.0, 0.0],
+                'background': [1.0, 1.0, 0.6933488212055927],
+                'index': [0.0, 0.0, 0.0]},
+ 'objects[5]': {'image': [0.6343259035881298, 0.7492530485423509, 0.320349047358159],
+                'depth': [0.30896718881558627, 0.3001416658903441, 0.14579362479441538],
+                'normals': [0.07162270488288414, 0.10644531200467115, 0.0299801180325396],
+                'mask': [0.3193359375, 0.3193359375, 0.1508666960648992],
+                'cam2world': [-0.017360355705022812, 0.31250001185272847, -0.04007781513256997],
+                'intrinsics': [0.6368945439656576, 0.9404557715570768, 0.45235766883896467],
+                'angles': [2.0694380551576614, 6.767585914748121, 1.0853658647623114],
+                'camera_angles': [0.8560265401999155, 1.5162863414260224, 0.46177782822227825],
+                'eg3d_label': [0.2181714081764221, 0.5385640853462939, 0.13846299233817064],
+                'light_dir': [0.3441760092973709, 0.3333333436585766, 0.20838129845300726],
+                'identity': [0.45606416078905265, 0.41818718827549145, 0.23388422825061955],
+                'expression': [0.0, 0.0, 0.0],
+                'background': [1.0, 1.0, 0.6933488212055927],
+                'index': [5.0, 25.0, 2.5]},
+ 'heads.get_batch([17, 0, 3])': {'image': [-0.07292029364422585, 0.2521299982143209, -0.03737976702898186],
+                                 'depth': [0.4590236043053058, 0.4399270922534142, 0.230189066780755],
+                                 'normals': [0.08187161364243896, 0.15972222121126176, 0.039822728183799755],
+                                 'mask': [0.4791666666666667, 0.4791666666666667, 0.24022120657114057],
+                                 'cam2world': [0.06261453604868923, 0.31250000839140873, 0.04429876427168151],
+                                 'intrinsics': [1.2793738047281902, 5.1957292744435914, 0.7046784539004007],
+                                 'angles': [1.6203060547510784, 2.6988953351588094, 1.3771411661728108],
+                                 'camera_angles': [0.5566052463319566, 0.8793276501852981, 0.4468713909163047],
+                                 'eg3d_label': [0.5006478727733096, 2.0704625441701947, 0.24796303451958504],
+                                 'light_dir': [0.4602450169622898, 0.3333333212210555, 0.3283971153434304],
+                                 'identity': [0.19463466228626203, 0.10233754587831158, 0.08950705898399937],
+                                 'expression': [0.3863326882322629, 0.20146008720350295, 0.32750971662951006],
+                                 'background': [0.5897947880956862, 0.4045081061131499, 0.46553645018759376],
+                                 'index': [6.666666666666667, 99.33333333333333, 3.707935105323333]},
+ 'objects.get_batch([5, 2])': {'image': [0.5731440709496383, 0.7762444779170345, 0.29185887481077283],
+                               'depth': [0.3051091591187287, 0.2922222318125039, 0.14676237832501976],
+                               'normals': [0.0787950086425629, 0.10677083313534375, 0.035744909649274285],
+                               'mask': [0.3203125, 0.3203125, 0.15421275970421244],
+                               'cam2world': [0.04449420515447855, 0.3125000056689834, -0.008168406712279988],
+                               'intrinsics': [0.6368945439656576, 0.9404557715570768, 0.32016105332812567],
+                               'angles': [1.826604925096035, 4.888361382251005, 1.2578253365217282],
+                               'camera_angles': [0.6941378066937128, 0.9726236144805323, 0.4937713254029721],
+                               'eg3d_label': [0.257758327126503, 0.5385640813886969, 0.1349490888258334],
+                               'light_dir': [0.13488434503475824, 0.3333333403347288, 0.07442680208287036],
+                               'identity': [0.4384848133350412, 0.40665998453190055, 0.21701200638679405],
+                               'expression': [0.0, 0.0, 0.0],
+                               'background': [1.0, 1.0, 0.8301800123757358],
+                               'index': [3.5, 14.5, 1.9554446916267783]},
+ 'heads.sample_params(17)': {'yaw': [1.146742343902588, 1.3150180032992012, 0.573371171951294],
+                             'pitch': [1.6070091724395752, 2.5824784803049283, 0.8035045862197876],
+                             'light_dir': [0.5480492413043976, 0.3333333297838754, 0.35864913193527875],
+                             'identity': [0.22357595041103195, 0.1264864864017672, 0.11579612899853584],
+                             'expression': [0.44475144892930984, 0.288723003684071, 0.29903530308471754],
+                             'background': [0.7623228629430135, 0.583446318928722, 0.5338216906555113],
+                             'index': [17.0, 289.0, 8.5]},
+ 'heads.cameras([1, 17])': {'cam2world': [0.04995865828823298, 0.31250001267331223, 0.02365734461968197],
+                            'intrinsics': [1.2793738047281902, 5.1957292744435914, 0.6148786452676405]},
+ 'heads.render(item 1)': {'image': [-0.3918743313212569, 0.19391916161972414, -0.19713760109780165],
+                          'depth': [0.44121916353469715, 0.42254293259310544, 0.22080592358505552],
+                          'normals': [0.07040281743707055, 0.15364583202736634, 0.03263506150306617],
+                          'mask': [0.4609375, 0.4609375, 0.23060973229539758]},
+ 'heads(res 20, edge_aligned, no AA, black, seed 3)[2]': {'image': [-0.7999527559677759,
+                                                                    0.7331632401464669,
+                                                                    -0.40016366997832514],
+                                                          'depth': [0.4079743592441082,
+                                                                    0.39194028706691214,
+                                                                    0.2059586116940305],
+                                                          'normals': [0.14386246863248137,
+                                                                      0.14166666435270775,
+                                                                      0.07435983580114568],
+                                                          'mask': [0.425, 0.425, 0.21441049471672222],
+                                                          'cam2world': [0.06564183672890067,
+                                                                        0.31250000056459865,
+                                                                        0.0026776248053498874],
+                                                          'intrinsics': [1.2793738047281902,
+                                                                         5.1957292744435914,
+                                                                         0.9330051889322077],
+                                                          'angles': [1.2810776233673096,
+                                                                     1.6412186244193094,
+                                                                     0.7729214442839003],
+                                                          'camera_angles': [0.3304529587427775,
+                                                                            0.5830978762503728,
+                                                                            0.2534815677715524],
+                                                          'eg3d_label': [0.5025853452086448,
+                                                                         2.0704625391610363,
+                                                                         0.3560132643556767],
+                                                          'light_dir': [0.014510986705621084,
+                                                                        0.33333332626396367,
+                                                                        0.09747263339003258],
+                                                          'identity': [0.19093598920153454,
+                                                                       0.09479141386558963,
+                                                                       0.09551919693251869],
+                                                          'expression': [0.44403037428855896,
+                                                                         0.27501236273281826,
+                                                                         0.2389659499490068],
+                                                          'background': [0.0, 0.0, 0.0],
+                                                          'index': [2.0, 4.0, 1.0]},
+ 'heads(res 20, edge_aligned, seed 5)[3]': {'image': [-0.15628200605511666, 0.1175154661782233, -0.08139292971324628],
+                                            'depth': [0.4112504275143147, 0.3934910614735635, 0.20821377425936394],
+                                            'normals': [0.06776477269285049,
+                                                        0.1433333324630552,
+                                                        0.033149448591426635],
+                                            'mask': [0.43, 0.43, 0.21771918227214357],
+                                            'cam2world': [0.05857085663592443,
+                                                          0.31250000978019193,
+                                                          0.005263167629493883],
+                                            'intrinsics': [1.2793738047281902,
+                                                           5.1957292744435914,
+                                                           0.9330051889322077],
+                                            'angles': [1.6720783114433289, 2.7974575277287173, 1.0119227855066697],
+                                            'camera_angles': [0.5911200841267904,
+                                                              0.9784825028500658,
+                                                              0.4128157952533987],
+                                            'eg3d_label': [0.49805991794914006,
+                                                           2.0704625450590157,
+                                                           0.35766801176312896],
+                                            'light_dir': [0.1832503378391266,
+                                                          0.3333333036233072,
+                                                          0.20941701777118696],
+                                            'identity': [0.16819311102153733,
+                                                         0.08029148492767679,
+                                                         0.09273712946403363],
+                                            'expression': [0.4410802163183689,
+                                                           0.32509047216086717,
+                                                           0.30296263191440553],
+                                            'background': [0.5298627614974976,
+                                                           0.28106016333688427,
+                                                           0.3654044633114064],
+                                            'index': [3.0, 9.0, 1.5]},
+ 'objects(res 18, edge_aligned, black).get_batch([4, 1])': {'image': [-0.8347922882425441,
+                                                                      0.8544586043846444,
+                                                                      -0.4245588170347375],
+                                                            'depth': [0.2146827748712198,
+                                                                      0.2011728965445003,
+                                                                      0.10376648198207909],
+                                                            'normals': [0.053191594407728915,
+                                                                        0.07664609043917861,
+                                                                        0.022042823239981035],
+                                                            'mask': [0.22993827160493827,
+                                                                     0.22993827160493827,
+                                                                     0.11143774762940421],
+                                                            'cam2world': [0.06828098034020513,
+                                                                          0.3125000073697798,
+                                                                          -0.01011674946051646],
+                                                            'intrinsics': [0.6368945439656576,
+                                                                           0.9404557715570768,
+                                                                           0.32016105332812567],
+                                                            'angles': [1.7394208312034607,
+                                                                       3.9189059214535362,
+                                                                       1.3125999235701005],
+                                                            'camera_angles': [0.6360150973002116,
+                                                                              0.7463596608841669,
+                                                                              0.5452914792111564],
+                                                            'eg3d_label': [0.272981863245368,
+                                                                           0.5385640824772068,
+                                                                           0.1488218921148369],
+                                                            'light_dir': [0.4118511577447255,
+                                                                          0.3333333447944167,
+                                                                          0.3145174998855699],
+                                                            'identity': [0.46283456751455865,
+                                                                         0.46654326119271894,
+                                                                         0.22792053993630704],
+                                                            'expression': [0.0, 0.0, 0.0],
+                                                            'background': [0.0, 0.0, 0.0],
+                                                            'index': [2.5, 8.5, 1.352722345813389]},
+ 'render_head(20x28, 2 cameras)': {'image': [-0.10395155345045384, 0.13065608751704005, -0.050738720153283276],
+                                   'depth': [0.4728799049343382, 0.45235941766860344, 0.22996119781739846],
+                                   'normals': [0.11329346169921423, 0.1648809516801143, 0.05604124574278831],
+                                   'mask': [0.49464285714285716, 0.49464285714285716, 0.24099827586820954]},
+ 'render_object(24, default args)': {'image': [0.6048662719420261, 0.8450877902909667, 0.3046383049826364],
+                                     'depth': [0.2267216481268406, 0.2085363093426843, 0.11426365154288004],
+                                     'normals': [0.086582019247645, 0.0827546291236721, 0.042547998480062306],
+                                     'mask': [0.2482638888888889, 0.2482638888888889, 0.12535710593668473]},
+ 'adapter.get_batch([1, 12, 7])': {'image': [-0.14751354773977288, 0.17386575238919655, -0.07385550425564508],
+                                   'label': [0.504943661885336, 2.0704625404833883, 0.2451806292916809],
+                                   'has_label': [1.0, 1.0, 0.6933488212055927],
+                                   'index': [6.666666666666667, 64.66666666666667, 5.029182901150446]},
+ 'adapter.ground_truth([12, 1])': {'image': [-0.07751855783647409, 0.17205201392593114, -0.03826726401615473],
+                                   'depth': [0.45500093817503917, 0.435427760889209, 0.22540982117211344],
+                                   'normals': [0.10466647002636752, 0.1585648135857385, 0.05285826515951241],
+                                   'mask': [0.4756944444444444, 0.4756944444444444, 0.2357579668307203],
+                                   'cam2world': [0.06219887313636718, 0.31250000379633014, 0.026472589263374403],
+                                   'intrinsics': [1.2793738047281902, 5.1957292744435914, 0.6148786452676405],
+                                   'angles': [1.560819149017334, 2.4465972900088744, 1.1777168506214573],
+                                   'camera_angles': [0.5169473091761271, 0.819058573830541, 0.4274326801610215],
+                                   'eg3d_label': [0.5003818485094235, 2.0704625412293445, 0.25084246975328806],
+                                   'light_dir': [0.572440524895986, 0.33333335425732713, 0.4744698096644859],
+                                   'identity': [0.1732852882705629, 0.08077103751343803, 0.09578174006011513],
+                                   'expression': [0.4080745158717036, 0.29631350412948576, 0.35963645117953524],
+                                   'background': [0.6201239029566447, 0.4032845335910942, 0.49792783522664424],
+                                   'index': [6.5, 72.5, 3.352722345813389]},
+ 'adapter.get_labels([3, 13])': {'label': [0.4995722245424986, 2.070462539800456, 0.25570680930878437],
+                                 'has_label': [1.0, 1.0, 0.6027223458133891]},
+ 'objects:6 pool.get_batch([0, 5, 6, 11])': {'image': [0.6228948063217103, 0.7739968842435784, 0.3153451415572374],
+                                             'label': [0.24789120137691498, 0.5385640783573578, 0.15139754358641205],
+                                             'has_label': [1.0, 1.0, 0.7644098898185601],
+                                             'index': [5.5, 45.5, 4.882089535576494]}}
+""":func:`_summary` of every tensor of every case (:func:`current_digests` with ``summarise=_summary``), recorded on
+2026-12-02 from the same code as :data:`ALSO_RECORDED`: the values, to float32 rounding, on any CPU."""
+
+_SUMMARY_RTOL = 1e-6
+"""Relative tolerance of the summaries: float32 last-bit differences average far below it; a changed value does not."""
+
+ROUNDING_FIELDS = {"image", "depth", "normals", "adapter", "pool"}
+"""The fields whose last bits differ between CPUs (the ray-cast depths, normals and shading, and the fingerprints
+that hash them); masks, cameras and parameters are bit-identical everywhere."""
+
+
 def expected_here() -> dict[str, dict[str, str]]:
     """:data:`EXPECTED` with this CPU's recorded differences, if any."""
     extra = ALSO_RECORDED.get(cpu_signature(), {})
@@ -276,9 +550,25 @@ def _recorded_here() -> bool:
 def test_synthetic_items_are_bit_identical_to_the_recorded_checksums():
     got, expected = current_digests(), expected_here()
     assert set(got) == set(expected)
-    changed = [f"{case}.{name}" for case, ref in expected.items() for name in set(ref) | set(got[case])
+    changed = [(case, name) for case, ref in expected.items() for name in set(ref) | set(got[case])
                if got[case].get(name) != ref.get(name)]
-    assert not changed, f"synthetic data changed bits in: {', '.join(sorted(changed))}"
+    unrecorded_cpu = cpu_signature() not in ALSO_RECORDED
+    if changed and unrecorded_cpu and all(name in ROUNDING_FIELDS for _, name in changed):
+        pytest.skip(f"this CPU ({cpu_signature()}) rounds the last bits of {len(changed)} ray-cast fields differently "
+                    "from the recorded machines; test_synthetic_items_match_the_recorded_summaries checks the values")
+    names = sorted(f"{case}.{name}" for case, name in changed)
+    assert not changed, f"synthetic data changed bits in: {', '.join(names)}"
+
+
+def test_synthetic_items_match_the_recorded_summaries():
+    """On every CPU: each tensor of each case has the recorded mean, mean square and weighted sum."""
+    got = current_digests(summarise=_summary)
+    assert set(got) == set(SUMMARIES)
+    off = [f"{case}.{name}: {got[case].get(name)} != {ref}" for case, fields_ in SUMMARIES.items()
+           for name, ref in fields_.items()
+           if name not in got[case] or not all(math.isclose(a, b, rel_tol=_SUMMARY_RTOL, abs_tol=1e-9)
+                                                for a, b in zip(got[case][name], ref))]
+    assert not off and set().union(*map(set, got.values())) == set().union(*map(set, SUMMARIES.values())), off
 
 
 def test_digest_sees_one_bit():
