@@ -32,12 +32,12 @@ from typing import Any, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from ..config import from_dict, to_dict
-from ..io.atomic import atomic_folder, recover_folder
-from ..io.checkpoint import CONFIG, CheckpointError, load_state_strict
+from ..io.atomic import atomic_folder
+from ..io.checkpoint import CONFIG, CheckpointError, load_state_strict, read_folder_meta, read_weights
 from .layout import COEFFICIENT_GROUPS, NUM_LANDMARKS
 from .model import FaceCoefficients
 from .statistics import CoefficientStatistics
@@ -411,22 +411,8 @@ def save_regressor(model: FaceCoefficientRegressor, path: str | os.PathLike,
 
 def read_regressor_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The checked ``config.json`` of a regressor checkpoint folder."""
-    path = recover_folder(path)
-    cfg = path / CONFIG
-    if not cfg.is_file():
-        raise CheckpointError(f"{path} is not an aware3d face regressor checkpoint: {cfg} is missing "
-                              "(train one with `aware3d face-regressor train`)")
-    try:
-        meta = json.loads(cfg.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{cfg} is not valid JSON ({e}); the checkpoint is damaged") from None
-    if meta.get("format") != REGRESSOR_FORMAT:
-        raise CheckpointError(f"{cfg} has format {meta.get('format')!r}, expected {REGRESSOR_FORMAT!r} "
-                              "(is this a generator checkpoint?)")
-    if meta.get("version", 0) > REGRESSOR_VERSION:
-        raise CheckpointError(f"{cfg} is regressor format version {meta['version']}; this aware3d reads up to "
-                              f"{REGRESSOR_VERSION}: upgrade aware3d")
-    return meta
+    return read_folder_meta(path, REGRESSOR_FORMAT, REGRESSOR_VERSION,
+                            "train one with `aware3d face-regressor train`")[1]
 
 
 def load_regressor(path: str | os.PathLike, device: str | torch.device = "cpu") -> FaceCoefficientRegressor:
@@ -438,7 +424,7 @@ def load_regressor(path: str | os.PathLike, device: str | torch.device = "cpu") 
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing; the regressor checkpoint at {path} is incomplete")
     model = FaceCoefficientRegressor(config)
-    load_state_strict(model, load_file(str(weights)), f"{weights} does not match its config")
+    load_state_strict(model, read_weights(weights), f"{weights} does not match its config")
     return model.to(device).eval()
 
 

@@ -81,12 +81,15 @@ def read_weights(file: Path) -> dict[str, torch.Tensor]:
                               "re-export or re-convert it") from e
 
 
-def read_meta(path: str | os.PathLike) -> dict:
+def read_folder_meta(path: str | os.PathLike, fmt: str, max_version: int, missing_hint: str) -> tuple[Path, dict]:
+    """(recovered folder, checked ``config.json``) of a checkpoint folder of format ``fmt`` (a generator's, a face
+    regressor's ...): present, valid JSON, an object, the right format, a version this aware3d reads. Any fault is
+    a :class:`CheckpointError` naming the file; ``missing_hint`` says what to do when there is no config.json."""
     path = recover_folder(path)
     cfg = path / CONFIG
     if not cfg.is_file():
-        raise CheckpointError(f"{path} is not an aware3d checkpoint: {cfg} is missing "
-                              "(official pi-GAN files are loaded by pointing at generator.pth)")
+        raise CheckpointError(f"{path} is not an aware3d checkpoint of format {fmt!r}: {cfg} is missing "
+                              f"({missing_hint})")
     try:
         meta = json.loads(cfg.read_text())
     except json.JSONDecodeError as e:
@@ -94,13 +97,22 @@ def read_meta(path: str | os.PathLike) -> dict:
     if not isinstance(meta, dict):
         raise CheckpointError(f"{cfg} holds a JSON {type(meta).__name__}, not the object aware3d writes; the "
                               "checkpoint is damaged: re-export or re-convert it")
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{cfg} has format {meta.get('format')!r}, expected {FORMAT!r}")
+    if meta.get("format") != fmt:
+        raise CheckpointError(f"{cfg} has format {meta.get('format')!r}, expected {fmt!r}")
     version = meta.get("version", 0)
     if not isinstance(version, int) or isinstance(version, bool):
         raise CheckpointError(f"{cfg}: 'version' must be an integer, got {version!r}; the checkpoint is damaged")
-    if version > VERSION:
-        raise CheckpointError(f"{cfg} is format version {version}; this aware3d reads up to {VERSION}: upgrade aware3d")
+    if version > max_version:
+        raise CheckpointError(f"{cfg} is format version {version}; this aware3d reads up to {max_version}: "
+                              "upgrade aware3d")
+    return path, meta
+
+
+def read_meta(path: str | os.PathLike) -> dict:
+    """The checked ``config.json`` of a generator checkpoint folder (see :func:`read_folder_meta`)."""
+    path, meta = read_folder_meta(path, FORMAT, VERSION, "official pi-GAN files are loaded by pointing at "
+                                  "generator.pth")
+    cfg = path / CONFIG
     for key, kind in (("family", str), ("config", dict)):
         if not isinstance(meta.get(key), kind):
             found = "missing" if key not in meta else f"a {type(meta[key]).__name__}"
