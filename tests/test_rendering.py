@@ -302,3 +302,15 @@ def test_eg3d_surface_depth_is_its_normalised_depth_on_covered_pixels():
     assert out.surface_depth.shape == out.depth.shape == (1, 1, 8, 8)
     covered = out.opacity > 1e-3  # EG3D's depth is already the normalised expectation there
     assert covered.any() and torch.allclose(out.surface_depth[covered], out.depth[covered], atol=1e-5)
+
+
+@pytest.mark.parametrize("coarse", [1, 2])
+def test_importance_sampling_with_too_few_coarse_samples_is_a_clear_error(coarse):
+    """Two coarse samples leave no interior bin for the pdf: a config error naming num_samples, not an index error."""
+    from aware3d.errors import ConfigError
+    from aware3d.rendering.sampling import sample_importance
+
+    t = torch.linspace(0.9, 1.1, coarse).expand(4, coarse)
+    with pytest.raises(ConfigError, match="num_samples >= 3"):
+        sample_importance(t, torch.ones(4, coarse), 6)
+    assert sample_importance(torch.linspace(0.9, 1.1, 3).expand(4, 3), torch.ones(4, 3), 6).shape == (4, 6)

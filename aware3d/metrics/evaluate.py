@@ -24,6 +24,7 @@ import torch
 from ..config import to_dict
 from ..models.base import Condition, Generator3D
 from . import protocols  # noqa: F401  (registers the built-in metrics)
+from . import faces as _face_metrics  # noqa: F401  (registers the face-model metrics)
 from .depth import DepthNetConfig
 from .generation import (QUANTIZE, GenerationSettings, check_dataset_cameras, generate, image_resolution,
                          render_generator, resolve_camera, to_uint8)

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import ConfigError
+
 Jitter = Literal["centered", "forward", "bins"]
 Spacing = Literal["linear", "disparity"]
 Bound = float | Tensor
@@ -175,6 +177,10 @@ def sample_importance(t: Tensor, weights: Tensor, num_samples: int, *, smoothing
         (..., N) fine distances (unsorted, detached). The pdf lives on the midpoints of ``t``; the first
         and last weights are dropped because their bins are half open.
     """
+    if weights.shape[-1] < 3:  # the interior bins the pdf lives on would be empty
+        raise ConfigError(f"importance sampling needs at least 3 coarse weights per ray, got {weights.shape[-1]} from "
+                          f"{t.shape[-1]} coarse samples: use num_samples >= 3 (>= 4 with midpoint compositing) or "
+                          "num_importance=0")
     with torch.no_grad():
         if smoothing == "maxblur":
             lead = weights.shape[:-1]
