@@ -35,7 +35,7 @@ from .args import add_dataclass_arguments, dataclass_from_args
 def _verbs() -> dict[str, tuple[type, Callable, str]]:
     from ..tools import convert, dataset, demo, interpolate, light_prior, render, runs, shapes, train, video, visualize
     from ..tools import invert as invert_tool
-    from ..tools import face_regressor, faces
+    from ..tools import face_clips, face_regressor, faces
     from ..tools import metrics as metrics_tool
     from ..tools import view
 
@@ -66,6 +66,9 @@ def _verbs() -> dict[str, tuple[type, Callable, str]]:
         "face-regressor": (face_regressor.FaceRegressorOptions, face_regressor.run,
                            "train the face-coefficient regressor on synthetic-faces (train --out DIR) or evaluate "
                            "one (eval --checkpoint DIR): held-out errors vs the dataset mean, a picture"),
+        "face-clip": (face_clips.FaceClipOptions, face_clips.run,
+                      "the control clips of face-conditioned families (cgof): --clip expression, pose or identity, "
+                      "frames + conditioning mesh renders side by side as MP4 or GIF"),
         "faces": (faces.FacesOptions, faces.run, "show: a grid of morphable faces varying one factor per row "
                   "(identity, expression, texture, light, pose) with their landmarks"),
     }

@@ -49,6 +49,36 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class FaceCodeLayout:
+    """Where each factor lies in a family's face code (:attr:`Condition.face`, (B, D)): slices of its last dim."""
+
+    identity: slice
+    """The identity (shape) coefficients."""
+    expression: slice
+    """The expression coefficients."""
+    texture: slice
+    """The albedo (texture) coefficients."""
+    lighting: slice
+    """The lighting (e.g. spherical-harmonics) coefficients."""
+    dim: int
+    """D, the size of the whole face code."""
+
+
+@dataclass
+class FaceRenders:
+    """The conditioning renders of B face codes from B cameras at H x W pixels (the mesh the codes build)."""
+
+    mesh_depth: Tensor
+    """(B, 1, H, W) distance along each pixel's ray to the mesh, world units; 0 off the mask."""
+    mask: Tensor
+    """(B, 1, H, W) float in {0, 1}: the pixels the face covers."""
+    shaded: Tensor
+    """(B, 3, H, W) the shaded mesh in [-1, 1], black off the mesh."""
+    landmarks: Tensor
+    """(B, 68, 2) landmark pixels, centre of pixel (row i, column j) at (j, i)."""
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What a family's generator offers beyond the base contract (declared, never probed)."""
 
@@ -234,6 +264,22 @@ class Generator3D(nn.Module, abc.ABC):
         raise ValueError(f"the {self.family} family declares no inversion space (Generator3D.inversion_space), so "
                          "aware3d invert cannot invert its models")
 
+    # Faces: defaults that families override ------------------------------------------------------
+    # A family whose capabilities.conditions include "face" overrides face_code_layout, face_code and face_renders.
+    def face_code_layout(self) -> FaceCodeLayout | None:
+        """Where identity / expression / texture / lighting lie in this family's face code; None: no face condition."""
+        return None
+
+    def face_code(self, z: Tensor) -> Tensor:
+        """(B, D) the face code latents z (B, z_dim) carry (what ``Condition(face=...)`` replaces). Default: a
+        ValueError (no face condition)."""
+        raise ValueError(f"the {self.family} generator takes no face condition, so its latents carry no face code")
+
+    def face_renders(self, code: Tensor, cameras: Cameras, resolution: int) -> FaceRenders:
+        """The conditioning renders (:class:`FaceRenders`) of face codes (B, D) from B cameras. Default: a
+        ValueError (no face condition)."""
+        raise ValueError(f"the {self.family} generator takes no face condition, so it has no conditioning mesh")
+
     def shape_level(self) -> float | str:
         """Iso level ``aware3d shapes`` meshes at when ``--level`` is not given, in raw density or as a percentile
         of the sampled volume ('p97.5'): 10 (pi-GAN's ``extract_shapes.py --sigma_threshold``); a family
@@ -250,4 +296,5 @@ def expand_latent(w: Tensor, batch: int) -> Tensor:
     raise ValueError(f"latent batch {w.shape[0]} does not match {batch} cameras")
 
 
-__all__ = ["Capabilities", "Condition", "ConditionKind", "GeneratorOutput", "Generator3D", "expand_latent"]
+__all__ = ["Capabilities", "Condition", "ConditionKind", "FaceCodeLayout", "FaceRenders", "GeneratorOutput",
+           "Generator3D", "expand_latent"]

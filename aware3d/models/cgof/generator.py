@@ -22,10 +22,11 @@ from ...faces import CoefficientStatistics, MorphableFaceModel
 from ...inversion.space import LatentSpace, SynthesisLatent, film_groups, film_w
 from ...nn.siren import FiLMSiren, MappingNetwork, mean_mapping_output
 from ...rendering import RandomDraws, RenderConfig, density_normals
-from ..base import Capabilities, Condition, Generator3D, GeneratorOutput, expand_latent
+from ..base import (Capabilities, Condition, FaceCodeLayout, FaceRenders, Generator3D, GeneratorOutput,
+                    expand_latent)
 from .conditioning import MeshConditioning, build_conditioning
 from .config import CGOFConfig
-from .layout import (FACE_CODE_DIM, FaceWhitening, LatentLayout, face_model_data, face_model_on, face_model_source,
+from .layout import (FACE_CODE_DIM, FACE_GROUPS, FaceWhitening, LatentLayout, face_model_data, face_model_on, face_model_source,
                      synthetic_faces_statistics)
 from .render import NearMeshGuide, PassDraws, ThreePassRays, render_chunked
 
@@ -206,6 +207,23 @@ class CGOFGenerator(Generator3D):
         reference = None if reference_code is None else self.whitening.unwhiten(reference_code.detach())
         return build_conditioning(self.face_model, coefficients, cameras, resolution, self.config.pixel_grid,
                                   reference, self.config.mouth_hole_fraction)
+
+    def face_code_layout(self) -> FaceCodeLayout:
+        """The face code's slices: identity 0:80 | expression 80:144 | texture 144:224 | lighting 224:251."""
+        bounds, start = {}, 0
+        for name, size in FACE_GROUPS:
+            bounds[name], start = slice(start, start + size), start + size
+        return FaceCodeLayout(**bounds, dim=FACE_CODE_DIM)
+
+    def face_code(self, z: Tensor) -> Tensor:
+        """(B, 251) the whitened face slices of z (B, 411)."""
+        return self.layout.face_code(z)
+
+    @torch.no_grad()
+    def face_renders(self, code: Tensor, cameras: Cameras, resolution: int) -> FaceRenders:
+        """The mesh depth, mask, shaded mesh and landmarks of face codes (B, 251) from B cameras."""
+        cond = self.conditioning(code.to(self.w_avg), cameras, resolution)
+        return FaceRenders(cond.mesh_depth[:, None], cond.face_mask[:, None].float(), cond.shaded, cond.landmarks_2d)
 
     def near_mesh_guide(self, conditioning: MeshConditioning, render: RenderConfig, ratio: float) -> NearMeshGuide:
         """The fine2 band of a render: the mesh depth and mask per ray, width ``(far - near) * thick_ratio``."""
