@@ -170,3 +170,18 @@ def test_non_face_family_is_refused():
     G = build_generator("pigan-tiny", seed=0).eval()
     with pytest.raises(ValueError, match="face-conditioned"):
         _run(G, "face_mesh_rmse", 1, FaceMetricsConfig(grid=8))
+
+
+def test_metrics_tool_takes_the_face_regressor(tmp_path, regressor_path):
+    """``aware3d metrics --face-regressor DIR`` reaches the face metrics (without it they name the option)."""
+    from aware3d.cli.main import main
+    from aware3d.io.checkpoint import save_generator
+
+    ckpt = save_generator(build_generator("cgof-tiny", seed=0), tmp_path / "cgof")
+    args = ["metrics", "--checkpoint", str(ckpt), "--metrics", "face_landmark_error", "--num-gen", "2",
+            "--resolution", "8", "--num-samples", "4", "--batch", "2", "--no-progress"]
+    assert main(args + ["--out", str(tmp_path / "without")]) == 2
+    assert main(args + ["--out", str(tmp_path / "with"), "--face-regressor", regressor_path]) == 0
+    import json
+    record = json.loads((tmp_path / "with" / "metrics.json").read_text())
+    assert math.isfinite(record["results"]["face_landmark_error"])

@@ -88,7 +88,7 @@ READ_ERRORS: tuple[type[BaseException], ...] = (pickle.UnpicklingError, Safetens
 """What the libraries that read files raise for a damaged, truncated or hostile file (the restricted unpickler's
 ``UnsafePickleError`` is an ``UnpicklingError``): bad input, not a bug."""
 INPUT_OPTIONS = ("checkpoint", "source", "resume", "data", "prior", "codes", "run", "poses", "inception", "image",
-                 "latent", "face_model")
+                 "latent", "face_model", "face_regressor")
 """Options of the verbs that name a file or folder they read: a read error that names none of them is reported
 with the ones given."""
 DEBUG_HELP = "on an error, also print the traceback"

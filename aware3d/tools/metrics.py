@@ -15,6 +15,7 @@ from ..data import open_dataset
 from ..io.media import write_json
 from ..metrics.depth import DepthNetConfig
 from ..metrics.evaluate import evaluate
+from ..metrics.faces import FaceMetricsConfig
 from ..metrics.generation import image_resolution
 from ..metrics.registry import parse_metric_list
 from .common import ModelOptions, load_model, out_dir, settings_record, tool_condition
@@ -43,6 +44,9 @@ class MetricsOptions(ModelOptions):
     camera: Literal["auto", "dataset", "prior"] | None = None
     """Cameras of generated images: dataset (poses of random items), prior (the model's pose distribution) or
     auto; default: each protocol's (auto)."""
+    face_regressor: str | None = None
+    """Face-regressor checkpoint folder (``aware3d face-regressor train``) for face_disentanglement and
+    face_landmark_error (families conditioned on a face model)."""
     depth_net_steps: int | None = None
     """Training steps of the SIDE depth network (default 300); it is trained once per dataset and cached."""
     depth_net_resolution: int | None = None
@@ -82,6 +86,7 @@ def run(opts: MetricsOptions) -> dict:
         truncation_psi=opts.truncation_psi, camera=opts.camera, resolution=opts.resolution,
         num_samples=opts.num_samples, lock_view_dependence=opts.lock_view_dependence, depth_net=depth_cfg,
         condition=tool_condition(G, opts),
+        configs=[FaceMetricsConfig(regressor=opts.face_regressor)] if opts.face_regressor else (),
     )
     file = out / "metrics.json"
     record = settings_record("metrics", opts, G, **report, file=str(file), out=str(out))
