@@ -30,6 +30,15 @@ def mean_mapping_output(mapping: nn.Module, z_dim: int, num_samples: int, seed: 
     return total / num_samples
 
 
+
+@torch.no_grad()
+def refresh_w_avg(w_avg: Tensor, mapping: nn.Module, z_dim: int, num_samples: int, seed: int = 0,
+                  batch: int = 2500) -> Tensor:
+    """Overwrite the (1, out) buffer ``w_avg`` in place with :func:`mean_mapping_output` (on its device, in its
+    dtype) and return it: the ``update_w_avg`` of every SIREN family."""
+    mean = mean_mapping_output(mapping, z_dim, num_samples, seed, batch, w_avg.device)
+    return w_avg.copy_(mean.to(w_avg))
+
 class MappingNetwork(nn.Module):
     """z (B, z_dim) -> w (B, 2 * n_film * hidden): raw frequencies then phase shifts (pi-GAN's w space)."""
 

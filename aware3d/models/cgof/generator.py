@@ -20,7 +20,7 @@ from torch import Tensor
 from ...cameras import Cameras, PoseDistribution, generate_rays
 from ...faces import CoefficientStatistics, MorphableFaceModel
 from ...inversion.space import LatentSpace, SynthesisLatent, film_groups, film_w
-from ...nn.siren import FiLMSiren, MappingNetwork, mean_mapping_output
+from ...nn.siren import FiLMSiren, MappingNetwork, refresh_w_avg
 from ...rendering import RandomDraws, RenderConfig, density_normals
 from ..base import (Capabilities, Condition, FaceCodeLayout, FaceRenders, Generator3D, GeneratorOutput,
                     expand_latent)
@@ -128,10 +128,8 @@ class CGOFGenerator(Generator3D):
     @torch.no_grad()
     def update_w_avg(self, num_samples: int | None = None, seed: int = 0, batch: int = 2500) -> Tensor:
         """Recompute ``w_avg`` from ``num_samples`` z drawn from a generator seeded with ``seed``."""
-        n = num_samples or self.config.w_avg_samples
-        mean = mean_mapping_output(self.mapping_network, self.z_dim, n, seed, batch, self.w_avg.device)
-        self.w_avg.copy_(mean.to(self.w_avg))
-        return self.w_avg
+        return refresh_w_avg(self.w_avg, self.mapping_network, self.z_dim, num_samples or self.config.w_avg_samples,
+                             seed, batch)
 
     def mapping(self, z: Tensor, truncation_psi: float = 1.0, cameras: Cameras | None = None,
                 condition: Condition | None = None) -> Tensor:

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ...cameras import Cameras, generate_rays
 from ...cameras.poses import angles_from_cam2world
-from ...nn.siren import MappingNetwork, mean_mapping_output
+from ...nn.siren import MappingNetwork, refresh_w_avg
 from ...rendering import CameraFrameRays, RandomDraws, RenderConfig, render_rays
 from ..base import Capabilities, Condition, Generator3D, GeneratorOutput, expand_latent
 from ...inversion.space import LatentGroup, LatentSpace, SynthesisLatent, film_groups, film_w
@@ -69,10 +69,8 @@ class ShadeGANGenerator(Generator3D):
     @torch.no_grad()
     def update_w_avg(self, num_samples: int | None = None, seed: int = 0, batch: int = 2500) -> Tensor:
         """Recompute ``w_avg`` from ``num_samples`` z drawn from a generator seeded with ``seed``."""
-        n = num_samples or self.config.w_avg_samples
-        mean = mean_mapping_output(self.mapping_network, self.z_dim, n, seed, batch, self.w_avg.device)
-        self.w_avg.copy_(mean.to(self.w_avg))
-        return self.w_avg
+        return refresh_w_avg(self.w_avg, self.mapping_network, self.z_dim, num_samples or self.config.w_avg_samples,
+                             seed, batch)
 
     def mapping(self, z: Tensor, truncation_psi: float = 1.0, cameras: Cameras | None = None,
                 condition: Condition | None = None) -> Tensor:
