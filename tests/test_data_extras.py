@@ -98,7 +98,7 @@ def test_synthetic_objects_have_identity_only():
 
 def test_in_memory_pool_serves_the_cheap_extras_unless_asked_for_maps():
     pool = open_dataset("synthetic-heads:5", RES, mirror=True)
-    assert pool.extra_names == ("light_dir", "identity", "expression") == synthetic_extra_names("heads", maps=False)
+    assert pool.extra_names == ("light_dir", "identity", "expression", "mask") == synthetic_extra_names("heads", maps=False)
     full = open_dataset("synthetic-heads", RES, mirror=True)
     a, b = pool.get_batch([0, 4, 5, 9]), full.get_batch([0, 4, len(full) // 2, len(full) // 2 + 4])
     assert set(a.extras) == set(pool.extra_names)

@@ -20,6 +20,7 @@ import aware3d
 from aware3d.losses.base import Chunk, Phase, StageState
 from aware3d.config import apply_overrides
 from aware3d.data import open_dataset
+from aware3d.errors import ConfigError
 from aware3d.losses.gan import gaussian_blur
 from aware3d.models.eg3d.loss import EG3DLoss, EG3DLossConfig, swap_conditioning
 from aware3d.models.eg3d import EG3D_PRESETS, EG3DGenerator
@@ -115,6 +116,32 @@ def recipe_and_chunk():
                   cams, torch.zeros(4, 2), torch.Generator().manual_seed(3))
     stage = StageState(step=0, resolution=32, render=G.config.render, alpha=1.0, images_seen=0)
     return G, D, preset.loss, chunk, stage
+
+
+def test_silhouette_gives_both_images_an_opacity_channel(recipe_and_chunk):
+    """loss.silhouette (issue 19): D's final and raw images each get a 4th channel, the real masks and the
+    generated opacity; D must be built for it, and a dataset without masks is a config error."""
+    G, D, cfg, chunk, stage = recipe_and_chunk
+    with pytest.raises(ValueError, match="img_channels=4"):
+        EG3DLoss(G, D, replace(cfg, silhouette=True))
+    torch.manual_seed(0)
+    D4 = DualDiscriminator(replace(D.config, img_channels=4))
+    recipe = EG3DLoss(G, D4, replace(cfg, silhouette=True))
+    with torch.no_grad():
+        fake = recipe._generate(chunk, stage)
+    image, raw = recipe._fake_pair(fake)
+    assert image.shape == (4, 4, 32, 32) and raw.shape == (4, 4, 16, 16)
+    assert torch.equal(raw[:, 3:], fake.opacity * 2 - 1) and torch.equal(raw[:, :3], fake.image_raw)
+    with pytest.raises(ConfigError, match="loss.silhouette"):
+        recipe.loss(Phase("D_main", "D"), chunk, stage)
+    mask = torch.zeros(4, 1, 32, 32)
+    mask[..., 8:24, 10:22] = 1.0
+    loss, stats = recipe.loss(Phase("D_main", "D"), replace(chunk, real_extras={"mask": mask}), stage)
+    loss.backward()
+    # D's input layer sees both silhouette channels (final: 3, raw: 7) and learns from them.
+    grad = D4.b32.fromrgb.weight.grad
+    assert grad.shape[1] == 8 and float(grad[:, 3].abs().sum()) > 0 and float(grad[:, 7].abs().sum()) > 0
+    assert torch.isfinite(loss)
 
 
 def test_phases_and_lazy_scaling(recipe_and_chunk):

@@ -314,3 +314,47 @@ def test_importance_sampling_with_too_few_coarse_samples_is_a_clear_error(coarse
     with pytest.raises(ConfigError, match="num_samples >= 3"):
         sample_importance(t, torch.ones(4, coarse), 6)
     assert sample_importance(torch.linspace(0.9, 1.1, 3).expand(4, 3), torch.ones(4, 3), 6).shape == (4, 6)
+
+
+def test_ball_density_prior_makes_an_empty_field_a_ball_of_its_radius():
+    # An empty field plus the prior: a camera at 2 sees the ball's front at 2 - r (r = 0.5); rays that miss it
+    # stay empty, and the prior's zero crossing is the radius.
+    from aware3d.rendering.renderer import ball_density_prior
+
+    pts = torch.tensor([[0.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    vals = ball_density_prior(pts, 10.0, 0.5)
+    assert vals[0] == pytest.approx(10 * math.tanh(4)) and vals[1] == pytest.approx(0.0, abs=1e-6) and vals[2] < -9.9
+
+    def empty(points, dirs):
+        return torch.ones(*points.shape[:-1], 3), torch.zeros(points.shape[:-1])
+
+    o = torch.tensor([[[0.0, 0.0, 2.0], [0.0, 0.7, 2.0]]])
+    d = torch.tensor([[[0.0, 0.0, -1.0], [0.0, 0.0, -1.0]]])
+    cfg = RenderConfig(near=1.0, far=3.0, num_samples=400, num_importance=0, perturb=False, density_prior=1000.0,
+                       density_prior_radius=0.5, depth_mode="normalized")
+    out = render_rays(empty, o, d, cfg)
+    assert float(out.opacity[0, 0]) == pytest.approx(1.0, abs=1e-4)
+    assert float(out.depth[0, 0]) == pytest.approx(1.5, abs=0.02)
+    assert float(out.opacity[0, 1]) == pytest.approx(0.0, abs=1e-6)
+    # Without the prior the same field renders nothing.
+    plain = render_rays(empty, o, d, RenderConfig(**{**cfg.__dict__, "density_prior": 0.0}))
+    assert float(plain.opacity.abs().max()) == 0.0
+
+
+def test_density_scale_multiplies_the_raw_density_before_the_activation():
+    # A uniform raw density 0.5 over a slab of length L = 0.2 (camera at 2, samples 1.9..2.1 on the z axis): the
+    # opacity is 1 - exp(-s * 0.5 * L) for scale s, so scale 20 makes the same field ~87% opaque instead of ~10%.
+    def fog(points, dirs):
+        inside = (points[..., 2].abs() < 0.1).float()
+        return torch.ones(*points.shape[:-1], 3), inside * 0.5
+
+    o = torch.tensor([[[0.0, 0.0, 2.0]]])
+    d = torch.tensor([[[0.0, 0.0, -1.0]]])
+    base = dict(near=1.5, far=2.5, num_samples=2001, num_importance=0, perturb=False)
+    for scale in (1.0, 20.0):
+        out = render_rays(fog, o, d, RenderConfig(**base, density_scale=scale))
+        assert float(out.opacity[0, 0]) == pytest.approx(1 - math.exp(-scale * 0.5 * 0.2), abs=2e-3)
+    from aware3d.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="density_scale"):
+        RenderConfig(density_scale=0.0)

@@ -4,9 +4,10 @@ Items are rendered on access with the vectorised :meth:`SyntheticDataset.get_bat
 camera (its ``eg3d_label``) and the ground truth comes along as named extras (conventions in
 :mod:`aware3d.data.base`): ``light_dir`` (B, 3), ``identity`` (B, Di), ``expression`` (B, De; heads
 only), ``mask`` (B, 1, H, W), ``depth`` (B, 1, H, W) and ``normals`` (B, 3, H, W), mirrored with the
-image for mirrored items. The in-memory pool (``synthetic-heads:4096``) keeps only the cheap extras
-(``light_dir``, ``identity``, ``expression``) unless built with ``pool_maps=True``: the dense maps hold
-5 floats per pixel, more than the image's 3. Everything else a :class:`SyntheticSample` holds (angles,
+image for mirrored items. The in-memory pool (``synthetic-heads:4096``) keeps the cheap extras
+(``light_dir``, ``identity``, ``expression``) and the mask (1 float per pixel: a discriminator that sees
+silhouettes trains on it), but depth and normals only when built with ``pool_maps=True``: they hold 4 floats
+per pixel, more than the image's 3. Everything else a :class:`SyntheticSample` holds (angles,
 background, ...) stays available through :meth:`SyntheticImageDataset.ground_truth`.
 """
 
@@ -30,7 +31,8 @@ from .synthetic.faces import IBUG_MIRROR, SyntheticFaceSample, mirror_landmarks
 __all__ = ["SYNTHETIC_MAP_EXTRAS", "SyntheticImageDataset", "mirror_face_fields", "mirror_sample", "synthetic_extra_names"]
 
 SYNTHETIC_MAP_EXTRAS = ("mask", "depth", "normals")
-"""The dense per-pixel extras of a synthetic item (left out of an in-memory pool unless ``pool_maps``)."""
+"""The dense per-pixel extras of a synthetic item (an in-memory pool keeps the mask, the others only with
+``pool_maps``)."""
 
 
 _KIND_EXTRAS = {"heads": ("light_dir", "identity", "expression"), "objects": ("light_dir", "identity"),
@@ -41,8 +43,8 @@ coefficients)."""
 
 def synthetic_extra_names(kind: str, maps: bool = True) -> tuple[str, ...]:
     """Extras of a synthetic kind ("heads", "objects" or "faces"): light_dir, identity, expression (heads and
-    faces), coefficients (faces), then the dense maps when ``maps``."""
-    return _KIND_EXTRAS[kind] + (SYNTHETIC_MAP_EXTRAS if maps else ())
+    faces), coefficients (faces), the mask, then depth and normals when ``maps``."""
+    return _KIND_EXTRAS[kind] + (SYNTHETIC_MAP_EXTRAS if maps else SYNTHETIC_MAP_EXTRAS[:1])
 
 
 def _sample_extras(sample: SyntheticSample, names: tuple[str, ...]) -> dict[str, Tensor]:
@@ -95,8 +97,8 @@ class SyntheticImageDataset(ImageDataset):
         images from memory afterwards. Worth it for a short pool (e.g. ``length=4096`` at 32 px, a few
         seconds) read many times, as ``aware3d demo`` does: ray casting a batch costs several percent of a
         CPU training step. Same images and labels either way. ``pool_maps``: with ``in_memory``, also
-        keep the dense extras (mask, depth, normals: 5 floats per pixel); without it the pool serves only
-        light_dir, identity and expression."""
+        keep depth and normals (4 floats per pixel); without it the pool serves light_dir, identity,
+        expression and the mask."""
         if name not in SYNTHETIC_DATASETS:
             raise KeyError(f"unknown synthetic dataset {name!r}; valid: {', '.join(sorted(SYNTHETIC_DATASETS))}")
         self.name = name
@@ -123,7 +125,7 @@ class SyntheticImageDataset(ImageDataset):
     @property
     def extra_names(self) -> tuple[str, ...]:
         """light_dir, identity, expression (heads only), mask, depth, normals; an in-memory pool without
-        ``pool_maps`` leaves out the last three (see the module docstring)."""
+        ``pool_maps`` leaves out the last two (see the module docstring)."""
         return synthetic_extra_names(self.synthetic.config.kind, maps=self.pool_maps or not self.in_memory)
 
     @property

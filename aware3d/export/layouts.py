@@ -48,7 +48,7 @@ class GridLayout:
 
 def _regular(G: "Generator3D", w: Tensor, grid: int, half_extent: float | None, progress: bool) -> GridVolumes:
     h = half_extent or G.config.shape_half_extent
-    density = G.density(w)
+    density = G.rendered_density(w)
     volume = sample_density_grid(lambda p: density(p[None])[0], resolution=grid, bounds=((-h, -h, -h), (h, h, h)),
                                  device=G.device, progress=progress)
     return GridVolumes(volume, volume, volume, h)

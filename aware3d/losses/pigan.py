@@ -20,9 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..cameras.poses import angles_from_cam2world, from_eg3d_label
+from ..errors import ConfigError
 from ..models.base import Generator3D
+from ..nn.progressive_discriminator import ProgressiveDiscriminator
 from ..training.schedule import NamedSchedule, Piece, Schedule
 from .base import Chunk, Phase, RecipeBase, StageState
+from .silhouette import fake_silhouette, real_silhouette
 from .gan import logistic_d, nonsaturating_g, r1_penalty, top_k_logits
 
 
@@ -38,6 +42,14 @@ class PiGANLossConfig:
     """Weight of the pose identity loss: D regresses the generated camera's (pitch, yaw) [pos_lambda]."""
     z_lambda: float = 0.0
     """Weight of the latent identity loss: D regresses z [z_lambda]."""
+    silhouette: bool = False
+    """Show D a fourth channel after the colour: the real images' foreground mask and the generated images'
+    opacity, both mapped to [-1, 1] (needs a dataset with masks and ``discriminator.in_channels=4``). D then
+    compares silhouettes seen from each camera, which a flat sheet or a fog cannot match."""
+    real_pos_lambda: float = 0.0
+    """Weight of D's pose regression on the *real* images' dataset cameras (0 = off, the seeds): with it D's pose
+    head learns what each view really looks like, so G's pose term asks every fake to look like its camera
+    (a flat sheet painted with one face does not). Needs a dataset with cameras."""
     topk_v: float = 0.6
     """Smallest fraction of fakes kept for G's loss [topk_v]; 1 disables top-k."""
     topk_interval: int = 2000
@@ -76,6 +88,11 @@ class PiGANLoss(RecipeBase):
     """The recipe; ``G`` and ``D`` may be the same modules the trainer optimises (no wrappers needed)."""
 
     def __init__(self, G: Generator3D, D: torch.nn.Module, config: PiGANLossConfig = PiGANLossConfig()):
+        if isinstance(D, ProgressiveDiscriminator) and D.config.in_channels != 3 + int(config.silhouette):
+            want = 3 + int(config.silhouette)
+            raise ConfigError(f"the discriminator takes in_channels={D.config.in_channels} but this recipe gives it "
+                              f"{want} (colour{' + silhouette' if config.silhouette else ''}): set "
+                              f"discriminator.in_channels={want}")
         self.G, self.D, self.config = G, D, config
 
     def phases(self) -> list[Phase]:
@@ -98,7 +115,11 @@ class PiGANLoss(RecipeBase):
     def _generate(self, chunk: Chunk, stage: StageState) -> Tensor:
         out = self.G(chunk.z, chunk.cameras, resolution=stage.resolution, render=stage.render, generator=chunk.generator,
                      condition=chunk.condition, draws=chunk.draws)
-        return out.image
+        return fake_silhouette(out.image, out.opacity) if self.config.silhouette else out.image
+
+    def _real_inputs(self, chunk: Chunk) -> Tensor:
+        """The real images as D sees them: colour, and with ``silhouette`` the dataset's mask as a 4th channel."""
+        return real_silhouette(chunk, "loss.silhouette") if self.config.silhouette else chunk.real_images
 
     def _identity_terms(self, pred, chunk: Chunk) -> tuple[Tensor, dict[str, Tensor]]:
         cfg, stats = self.config, {}
@@ -116,6 +137,17 @@ class PiGANLoss(RecipeBase):
             stats["latent"] = lat.detach()
         return loss, stats
 
+    def _real_pose_term(self, pred, chunk: Chunk) -> Tensor:
+        """Distance of D's pose prediction on the real images to their dataset cameras' (pitch, yaw)."""
+        if not chunk.real_labels.abs().sum(-1).gt(0).all():
+            raise ConfigError("loss.real_pos_lambda > 0 needs the dataset's cameras, but this batch has images "
+                              "without one: use a dataset with cameras (synthetic, or a dataset.json with labels) "
+                              "or set loss.real_pos_lambda=0")
+        cam2world, _ = from_eg3d_label(chunk.real_labels)
+        yaw, pitch, _ = angles_from_cam2world(cam2world.float())
+        dist = F.mse_loss if self.config.identity_loss == "mse" else F.smooth_l1_loss
+        return dist(pred.pose, torch.stack([pitch, yaw], -1).to(pred.pose))
+
     def loss(self, phase: Phase, chunk: Chunk, stage: StageState) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.config
         if phase.module == "G":
@@ -128,7 +160,7 @@ class PiGANLoss(RecipeBase):
         with_r1 = phase.name in ("D_reg", "D_both")
         loss = torch.zeros((), device=chunk.z.device)
         stats: dict[str, Tensor] = {}
-        real_images = chunk.real_images.detach().requires_grad_(with_r1)
+        real_images = self._real_inputs(chunk).detach().requires_grad_(with_r1)
         real = self.D(chunk.augment(real_images), stage.alpha)
         chunk.augment.observe_real(real.logits)
         if with_main:
@@ -138,6 +170,10 @@ class PiGANLoss(RecipeBase):
             adv = logistic_d(real.logits, fake.logits)
             ident, ident_stats = self._identity_terms(fake, chunk)
             loss = loss + adv + ident
+            if cfg.real_pos_lambda:
+                real_pose = self._real_pose_term(real, chunk)
+                loss = loss + cfg.real_pos_lambda * real_pose
+                stats["D/real_pose"] = real_pose.detach()
             stats.update({"D/adv": adv.detach(), "D/real": real.logits.detach().mean(),
                           "D/fake": fake.logits.detach().mean(), **{f"D/{k}": v for k, v in ident_stats.items()}})
         if with_r1:

@@ -264,7 +264,7 @@ def face_surface_points(G: Generator3D, code: Tensor, resolution: int) -> Tensor
 def generated_vertices(G: Generator3D, w: Tensor, config: FaceMetricsConfig) -> Tensor | None:
     """(V, 3) marching-cubes vertices of latent w's (1, w_dim) density, or None when there is no surface."""
     h = G.config.shape_half_extent
-    density = G.density(w)
+    density = G.rendered_density(w)
     volume = sample_density_grid(lambda p: density(p[None])[0], resolution=config.grid,
                                  bounds=((-h, -h, -h), (h, h, h)), device=G.device, progress=False)
     try:

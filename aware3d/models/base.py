@@ -175,6 +175,12 @@ class Generator3D(nn.Module, abc.ABC):
     def density(self, w: Tensor) -> Callable[[Tensor], Tensor]:
         """A function mapping (B, N, 3) world points to (B, N) raw density for latent ``w``."""
 
+    def rendered_density(self, w: Tensor) -> Callable[[Tensor], Tensor]:
+        """:meth:`density` in the units the tools render with: times ``config.eval_render.density_scale``, so
+        that a mesh's iso level means the same density the pictures show (the scale is 1 in the seeds)."""
+        density, scale = self.density(w), self.config.eval_render.density_scale
+        return density if scale == 1.0 else (lambda points: density(points) * scale)
+
     @abc.abstractmethod
     def color(self, w: Tensor) -> Callable[[Tensor], Tensor]:
         """A function mapping (B, N, 3) world points to (B, N, 3) colour in [0, 1] (for mesh vertex colours)."""

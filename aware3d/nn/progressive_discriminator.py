@@ -55,6 +55,9 @@ class ProgressiveDiscriminatorConfig:
     coordinate_order: Literal["cols_rows", "rows_cols"] = "cols_rows"
     """CoordConv channel order: "cols_rows" (column coordinate first, linspace) or "rows_cols" (the official
     AddCoords: the channel varying along rows first, computed as ``2 i / (n - 1) - 1``)."""
+    in_channels: int = 3
+    """Input channels: 3 (RGB), or 4 when the recipe shows D a silhouette channel after the colour (pi-GAN's
+    ``loss.silhouette``: the real mask or the generated opacity, in [-1, 1])."""
     always_blend: bool = False
     """Blend the half-size path in even at alpha = 1 (the official forward: the same outputs, but the
     half-size adapter then gets a zero gradient instead of none); False skips it at alpha = 1."""
@@ -141,9 +144,9 @@ class PooledDownBlock(nn.Module):
 class FromRGB(nn.Module):
     """1x1 convolution from an image to a block's channels, with LeakyReLU."""
 
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, in_channels: int = 3):
         super().__init__()
-        self.conv = nn.Conv2d(3, channels, 1)
+        self.conv = nn.Conv2d(in_channels, channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.leaky_relu(self.conv(x), 0.2)
@@ -186,7 +189,9 @@ class ProgressiveDiscriminator(nn.Module):
         block = PooledDownBlock if pooled else DownBlock
         self.blocks = nn.ModuleList([block(ch(r), ch(r // 2), config.coord_conv, config.coordinate_order)
                                      for r in self.resolutions])
-        self.from_rgb = nn.ModuleList([FromRGB(ch(r)) for r in self.input_resolutions])
+        if config.in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1, got {config.in_channels}")
+        self.from_rgb = nn.ModuleList([FromRGB(ch(r), config.in_channels) for r in self.input_resolutions])
         self.head = nn.Conv2d(ch(2), 1 + config.latent_dim + config.pose_dim, 2)
 
     def forward(self, images: Tensor, alpha: float = 1.0) -> DiscriminatorOutput:
@@ -209,7 +214,11 @@ class ProgressiveDiscriminator(nn.Module):
     def feature_maps(self, images: Tensor) -> list[Tensor]:
         """The block outputs (B, C_k, r_k, r_k) for images (B, 3, H, W) in [-1, 1] of any size, first resized
         (bilinear, antialiased) to the largest input resolution not above their height (the inversion's
-        discriminator-feature loss)."""
+        discriminator-feature loss). A D with a silhouette channel (``in_channels`` 4) gets it as +1, all
+        foreground, when the images have only colour: the features then compare colour alone, alike for both."""
+        if images.shape[1] < self.config.in_channels:
+            fill = images.new_ones(images.shape[0], self.config.in_channels - images.shape[1], *images.shape[2:])
+            images = torch.cat([images, fill], 1)
         fits = [r for r in self.input_resolutions if r <= images.shape[-2]] or [min(self.input_resolutions)]
         res = max(fits)
         x = F.interpolate(images, size=(res, res), mode="bilinear", align_corners=False, antialias=True)

@@ -74,6 +74,16 @@ class RenderConfig:
     """expected = sum w t (pi-GAN); normalized = divided by the opacity (EG3D)."""
     noise_std: float = 0.0
     """Std of the Gaussian noise on raw density (training regulariser)."""
+    density_scale: float = 1.0
+    """Multiplier on the field's raw density before the prior, the noise and the activation (1 = the seeds): a
+    small network's raw density is of order 1, too thin for a surface to be opaque over the sample spacing of
+    a short ray range; a larger scale lets it grow opaque surfaces within a CPU budget."""
+    density_prior: float = 0.0
+    """Strength of a ball-shaped prior added to raw density (training: a shape to start from, faded out by
+    ``curriculum.density_prior_steps``): +strength at the origin, 0 on the ball's surface, down to -strength
+    outside (:func:`ball_density_prior`); 0 = none."""
+    density_prior_radius: float = 0.1
+    """Radius of that ball around the world origin, world units."""
     max_points: int | None = 16384
     """Field evaluations per chunk (points = rays x samples); None renders all rays at once (training)."""
 
@@ -87,7 +97,8 @@ class RenderConfig:
 
 _RENDER_RANGES = {"near": NON_NEGATIVE, "far": POSITIVE, "num_samples": AT_LEAST_ONE, "num_importance": NON_NEGATIVE,
                   "importance_weight_eps": NON_NEGATIVE, "density_bias": FINITE, "last_delta": POSITIVE,
-                  "noise_std": NON_NEGATIVE, "max_points": AT_LEAST_ONE}
+                  "noise_std": NON_NEGATIVE, "max_points": AT_LEAST_ONE, "density_prior": NON_NEGATIVE, "density_scale": POSITIVE,
+                  "density_prior_radius": POSITIVE}
 
 
 @dataclass
@@ -148,14 +159,35 @@ class CameraFrameRays:
     """(B, R, 3) unit ray directions in the camera frame."""
 
 
-def _query(field: FieldFn, rays_o: Tensor, rays_d: Tensor, t: Tensor, points: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Evaluate the field at ``o + d t`` (or at given ``points``): features (B, R, S, C), raw sigma (B, R, S)."""
+def ball_density_prior(points: Tensor, strength: float, radius: float) -> Tensor:
+    """A raw-density prior shaped like a ball at the world origin: ``strength * tanh(4 (1 - |x| / radius))``.
+
+    Args:
+        points: (..., 3) world points, world units.
+        strength: the prior's magnitude (raw density units): about +strength near the centre, 0 on the
+            surface ``|x| = radius``, tending to -strength far outside (so empty space starts empty).
+        radius: the ball's radius, world units.
+    Returns:
+        (...) values to add to the field's raw density (before the activation).
+    """
+    return strength * torch.tanh(4.0 * (1.0 - points.norm(dim=-1) / radius))
+
+
+def _query(field: FieldFn, rays_o: Tensor, rays_d: Tensor, t: Tensor, points: Tensor | None = None,
+           cfg: RenderConfig | None = None) -> tuple[Tensor, Tensor]:
+    """Evaluate the field at ``o + d t`` (or at given ``points``): features (B, R, S, C), raw sigma (B, R, S)
+    (times ``cfg``'s density scale, with its density prior added, when it has them)."""
     B, R, S = t.shape
     if points is None:
         points = rays_o.unsqueeze(2) + rays_d.unsqueeze(2) * t.unsqueeze(-1)
     dirs = rays_d.unsqueeze(2).expand(B, R, S, 3)
     feats, sigma = field(points.reshape(B, R * S, 3), dirs.reshape(B, R * S, 3))
-    return feats.reshape(B, R, S, -1), sigma.reshape(B, R, S)
+    sigma = sigma.reshape(B, R, S)
+    if cfg is not None and cfg.density_scale != 1.0:
+        sigma = sigma * cfg.density_scale
+    if cfg is not None and cfg.density_prior > 0:
+        sigma = sigma + ball_density_prior(points, cfg.density_prior, cfg.density_prior_radius).to(sigma.dtype)
+    return feats.reshape(B, R, S, -1), sigma
 
 
 def _camera_frame_points(frame: CameraFrameRays, lattice: Tensor, offset: Tensor | None) -> Tensor:
@@ -222,7 +254,7 @@ def _render_chunk(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderCon
     )
     t = lattice if offset is None else lattice + offset
     points = None if frame is None else _camera_frame_points(frame, lattice, offset)
-    feats, sigma = _query(field, rays_o, rays_d, t, points)
+    feats, sigma = _query(field, rays_o, rays_d, t, points, cfg)
     if cfg.num_importance > 0:
         # The coarse pass only decides where to look: no gradient, no background.
         with torch.no_grad():
@@ -233,7 +265,7 @@ def _render_chunk(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderCon
             weight_eps=cfg.importance_weight_eps, right=cfg.searchsorted_right, u=draws.importance,
             det=cfg.importance_det, generator=generator,
         )
-        feats_fine, sigma_fine = _query(field, rays_o, rays_d, t_fine)
+        feats_fine, sigma_fine = _query(field, rays_o, rays_d, t_fine, cfg=cfg)
         # Fine first, then coarse, then a stable sort: equal distances keep that order (as in pi-GAN).
         t_all = torch.cat([t_fine, t], -1)
         t, order = torch.sort(t_all, -1)

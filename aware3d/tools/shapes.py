@@ -22,9 +22,9 @@ class ShapesOptions(ModelOptions):
     grid: int = 256
     """Grid points per axis (N): the .mrc holds N^3 densities."""
     level: str | None = field(default=None, metadata={"aliases": ("--sigma-threshold",)})
-    """Iso level of the mesh in raw density units, 'mean' (the mean density of the sampled volume without the
-    official layout's -1000 border, handy for untrained models) or pQ (the Q-th percentile of that volume, e.g.
-    p97.5); default: the family's (ShadeGAN's extract_shapes.py 35, EpiGRAF's extract_geometry.py p97.5,
+    """Iso level of the mesh in raw density units (times the eval render's density_scale), 'mean' (the mean
+    density of the sampled volume without the official layout's -1000 border, handy for untrained models) or pQ
+    (the Q-th percentile of that volume, e.g. p97.5); default: the family's (ShadeGAN's extract_shapes.py 35, EpiGRAF's extract_geometry.py p97.5,
     otherwise pi-GAN's 10)."""
     formats: list[str] = field(default_factory=lambda: ["ply"])
     """Mesh formats to write: any of ply, obj, glb."""

@@ -278,7 +278,8 @@ def validate_options(opts: TrainOptions) -> None:
 # ------------------------------------------------------------------------------------------- resume
 RESUMABLE = ("total_steps", "data", "mirror", "loss.*", "curriculum.stages.*.g_lr", "curriculum.stages.*.d_lr",
              "curriculum.stages.*.batch_split", "curriculum.fade_steps", "curriculum.density_noise",
-             "curriculum.density_noise_steps", "curriculum.betas.*", "curriculum.weight_decay")
+             "curriculum.density_noise_steps", "curriculum.density_prior", "curriculum.density_prior_steps",
+             "curriculum.betas.*", "curriculum.weight_decay")
 """What a resumed run may change (dotted keys of config.json, ``*`` for any index or field): none of these
 shapes a weight or an optimiser state, nor the resolution of the data."""
 _RUN_DEFINING = {"preset": "--preset", "seed": "--seed", "ema_decays": "--ema-decays", "aug": "--aug",
@@ -352,8 +353,8 @@ def resume_run_config(stored: RunConfig, opts: TrainOptions, step: int, where: s
             f"--resume {where}: {'; '.join(refused)} cannot change when resuming (the checkpoint's weights, optimiser "
             "states and data were made with the run's settings). What may change on resume: --steps, --minutes, "
             "--data, --mirror, and with --override the stages' g_lr/d_lr/batch_split (curriculum.stages=[...] with "
-            "the same stages otherwise), curriculum.fade_steps/density_noise/density_noise_steps/betas/weight_decay "
-            "and loss.*; for anything else start a new run with --out")
+            "the same stages otherwise), curriculum.fade_steps/density_noise/density_noise_steps/density_prior/"
+            "density_prior_steps/betas/weight_decay and loss.*; for anything else start a new run with --out")
     return changed, changes
 
 

@@ -50,6 +50,14 @@ class Curriculum:
     """Std of the noise on raw density at step 0 (pi-GAN's nerf_noise), decaying linearly to 0 ..."""
     density_noise_steps: int = 5000
     """... over this many steps."""
+    density_prior: float = 0.0
+    """Strength of the ball-shaped raw-density prior at step 0 (:func:`~aware3d.rendering.renderer.ball_density_prior`:
+    a shape in front of empty space to start from, so the generator does not settle on a flat painted sheet),
+    decaying linearly to 0 ...; 0 = none (the seeds)."""
+    density_prior_steps: int = 0
+    """... over this many steps."""
+    density_prior_radius: float = 0.1
+    """Radius of the prior's ball around the world origin, world units (about the subject's half size)."""
     betas: tuple[float, float] = (0.0, 0.9)
     """Adam betas for G and D [betas]."""
     weight_decay: float = 0.0
@@ -111,17 +119,26 @@ class Curriculum:
             return Schedule.constant(0.0)
         return Schedule.ramp(self.density_noise, 0.0, self.density_noise_steps, "step")
 
+    def prior_schedule(self) -> Schedule:
+        """The density prior's strength by step: ``density_prior`` at 0 decaying linearly to 0 at
+        ``density_prior_steps`` (0 throughout when either is <= 0)."""
+        if self.density_prior_steps <= 0 or self.density_prior <= 0:
+            return Schedule.constant(0.0)
+        return Schedule.ramp(self.density_prior, 0.0, self.density_prior_steps, "step")
+
     def schedules(self) -> tuple[NamedSchedule, ...]:
         """The schedules that run across the stages, named as the methods that evaluate them."""
         return (NamedSchedule("alpha", self.alpha_schedule(), "fade-in of the discriminator's newest block, 0..1"),
-                NamedSchedule("noise_std", self.noise_schedule(), "std of the noise on raw density"))
+                NamedSchedule("noise_std", self.noise_schedule(), "std of the noise on raw density"),
+                NamedSchedule("density_prior", self.prior_schedule(), "strength of the ball-shaped density prior"))
 
     def render_config(self, base: RenderConfig, step: int) -> RenderConfig:
         """``base`` (the model's training render settings) with this step's samples and noise, unchunked."""
         s = self.stage(step)
         return replace(base, num_samples=s.num_samples,
                        num_importance=s.num_samples if s.num_importance is None else s.num_importance,
-                       noise_std=self.noise_std(step), max_points=None)
+                       noise_std=self.noise_std(step), density_prior=self.prior_schedule().value_at(step),
+                       density_prior_radius=self.density_prior_radius, max_points=None)
 
     def boundaries(self) -> list[int]:
         return [s.start for s in self.stages]

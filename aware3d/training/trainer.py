@@ -429,7 +429,8 @@ class Trainer:
         out = dist_utils.mean_over_ranks(record, self.info)
         out.update({"resolution": stage.resolution, "render_resolution": self.recipe.render_resolution(stage_state),
                     "batch_size": stage.batch_size, "alpha": stage_state.alpha,
-                    "lr/G": lrs["G"], "lr/D": lrs["D"], "density_noise": stage_state.render.noise_std})
+                    "lr/G": lrs["G"], "lr/D": lrs["D"], "density_noise": stage_state.render.noise_std,
+                    "density_prior": stage_state.render.density_prior})
         if ema_beta is not None:
             out["ema/beta"] = ema_beta
         if self.augment_pipe is not None:

@@ -40,6 +40,8 @@ from torch import Tensor
 from ...augment.run import augment_pair
 from ...losses.base import Chunk, Phase, RecipeBase, StageState, checked_real_classes, resample_real_extra
 from ...losses.gan import gaussian_blur, logistic_d, nonsaturating_g
+from ...errors import ConfigError
+from ...losses.silhouette import fake_silhouette, real_silhouette
 from ...nn.stylegan2.discriminator import FilterMode, filtered_resizing
 from ...training.schedule import NamedSchedule, Schedule
 from ..base import Condition
@@ -85,6 +87,9 @@ class EG3DLossConfig:
     """How real images are resized to the neural rendering resolution for the raw branch."""
     grad_clip: float | None = None
     """Max gradient norm of G and D updates; None = no clipping (official)."""
+    silhouette: bool = False
+    """Give both of D's images a silhouette channel (:mod:`aware3d.losses.silhouette`: real masks, generated
+    opacity; not in the official code): needs a dataset with masks and ``discriminator.img_channels=4``."""
 
     def __post_init__(self) -> None:
         if self.r1_interval < 1 or self.density_reg_interval < 1:
@@ -168,6 +173,11 @@ class EG3DLoss(RecipeBase):
             raise ValueError(f"the discriminator has num_classes {d_classes} but the generator "
                              f"{G.config.num_classes}; set both to the dataset's number of classes "
                              "(--override model.num_classes=K discriminator.num_classes=K)")
+        want = 3 + int(config.silhouette)
+        if D.config.img_channels != want:
+            raise ConfigError(f"the discriminator takes img_channels={D.config.img_channels} but this recipe gives it "
+                             f"{want} (colour{' + silhouette' if config.silhouette else ''}): set "
+                             f"discriminator.img_channels={want}")
         self.G, self.D, self.config = G, D, config
 
     def phases(self) -> list[Phase]:
@@ -207,6 +217,12 @@ class EG3DLoss(RecipeBase):
         return self.G.synthesis(ws, chunk.cameras, neural_rendering_resolution=self.render_resolution(stage),
                                 render=stage.render, noise_mode="random", generator=chunk.generator,
                                 condition=chunk.condition)
+
+    def _fake_pair(self, fake: EG3DOutput) -> tuple[Tensor, Tensor]:
+        """The generated (final, raw) images as D sees them, each with the opacity channel under ``silhouette``."""
+        if not self.config.silhouette:
+            return fake.image, fake.image_raw
+        return fake_silhouette(fake.image, fake.opacity), fake_silhouette(fake.image_raw, fake.opacity)
 
     def _discriminate(self, image: Tensor, image_raw: Tensor, c: Tensor, class_label: Tensor | None,
                       stage: StageState, chunk: Chunk) -> Tensor:
@@ -267,8 +283,7 @@ class EG3DLoss(RecipeBase):
         fake_class = self._fake_class_labels(chunk)
         if phase.name == "G_main":
             fake = self._generate(chunk, stage)
-            logits = self._discriminate(fake.image, fake.image_raw, chunk.cameras.eg3d_label(), fake_class, stage,
-                                        chunk)
+            logits = self._discriminate(*self._fake_pair(fake), chunk.cameras.eg3d_label(), fake_class, stage, chunk)
             adv = nonsaturating_g(logits)
             return adv, {"G/adv": adv.detach(), "G/fake": logits.detach().mean()}
         if phase.name == "G_reg":
@@ -278,15 +293,16 @@ class EG3DLoss(RecipeBase):
         self._check_real(chunk)
         real_c = chunk.real_labels
         with_r1 = phase.name == "D_reg"
-        real_image = chunk.real_images.detach().requires_grad_(with_r1)
-        real_raw = self.real_raw(chunk.real_images, stage).detach().requires_grad_(with_r1)
+        real_images = real_silhouette(chunk, "loss.silhouette") if cfg.silhouette else chunk.real_images
+        real_image = real_images.detach().requires_grad_(with_r1)
+        real_raw = self.real_raw(real_images, stage).detach().requires_grad_(with_r1)
         real_logits = self._discriminate(real_image, real_raw, real_c, self.real_class_labels(chunk), stage, chunk)
         chunk.augment.observe_real(real_logits)
         if phase.name == "D_main":
             with torch.no_grad():
                 fake = self._generate(chunk, stage, update_emas=True)
-            fake_logits = self._discriminate(fake.image, fake.image_raw, chunk.cameras.eg3d_label(), fake_class,
-                                             stage, chunk)
+            fake_logits = self._discriminate(*self._fake_pair(fake), chunk.cameras.eg3d_label(), fake_class, stage,
+                                             chunk)
             adv = logistic_d(real_logits, fake_logits)
             return adv, {"D/adv": adv.detach(), "D/real": real_logits.detach().mean(),
                          "D/fake": fake_logits.detach().mean()}

@@ -52,6 +52,10 @@ class PiGANConfig:
     view_dependent: bool = True
     """Feed the view direction to the colour branch (pi-GAN); False fixes it, like ShadeGAN's view_condition=False,
     so colour cannot fake geometry with view-dependent effects."""
+    background_point: tuple[float, float, float] | None = None
+    """None: pi-GAN's background (the render config's). A world point: every ray of a latent is composited over
+    the field's colour at that point, one plain colour per latent seen alike from every camera, as a dataset
+    of subjects on plain backdrops has (the far samples would paint it with the SIREN's texture)."""
 
     def __post_init__(self) -> None:
         check_config(self, PIGAN_RANGES)
@@ -60,7 +64,7 @@ class PiGANConfig:
 PIGAN_RANGES = {"z_dim": AT_LEAST_ONE, "hidden_dim": AT_LEAST_ONE, "num_film_layers": AT_LEAST_ONE,
                 "mapping_hidden_dim": AT_LEAST_ONE, "mapping_layers": NON_NEGATIVE, "box_warp": POSITIVE,
                 "fov_deg": FOV_DEGREES, "resolution": AT_LEAST_ONE, "eval_truncation_psi": FINITE,
-                "shape_half_extent": POSITIVE, "w_avg_samples": AT_LEAST_ONE}
+                "shape_half_extent": POSITIVE, "w_avg_samples": AT_LEAST_ONE, "background_point": FINITE}
 """The allowed range of each numeric field of :class:`PiGANConfig` (checked on construction)."""
 
 

@@ -80,6 +80,15 @@ class PiGANGenerator(Generator3D):
             return self.field(points, dirs, expand_latent(w, points.shape[0]))[0]
         return fn
 
+    def _plain_background(self, field, batch: int, like: Tensor) -> Tensor | None:
+        """(B, 1, C) the field's colour at ``config.background_point`` for each latent (None without one)."""
+        if self.config.background_point is None:
+            return None
+        point = torch.tensor(self.config.background_point, dtype=like.dtype, device=like.device).expand(batch, 1, 3)
+        view_dirs = torch.zeros_like(point)
+        view_dirs[..., 2] = -1
+        return field(point, view_dirs)[0]
+
     def synthesis(self, w: Tensor, cameras: Cameras, *, resolution: int | None = None, render: RenderConfig | None = None,
                   lock_view_dependence: bool = False, normals: bool = False, generator: torch.Generator | None = None,
                   draws: RandomDraws | None = None, fast: bool = False,
@@ -104,8 +113,9 @@ class PiGANGenerator(Generator3D):
         rays_o, rays_d, dirs_cam = generate_rays(cameras, res, res, grid=self.config.pixel_grid, return_camera_dirs=True)
         # Coarse points formed in the camera frame, as the official code does (bitwise-equal renders).
         frame = CameraFrameRays(cameras.cam2world, dirs_cam)
-        out = render_rays(self.field_fn(w, lock_view_dependence, fast), rays_o, rays_d, cfg, generator=generator,
-                          draws=draws, camera_frame=frame)
+        field = self.field_fn(w, lock_view_dependence, fast)
+        out = render_rays(field, rays_o, rays_d, cfg, generator=generator, draws=draws, camera_frame=frame,
+                          background=self._plain_background(field, B, rays_o))
 
         def to_image(x: Tensor) -> Tensor:
             return x.reshape(B, res, res, -1).permute(0, 3, 1, 2)
