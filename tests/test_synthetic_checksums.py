@@ -8,7 +8,8 @@ based on commit aaa2764). Any change of a single bit in any field fails, naming 
 The digests pin float rounding, so they hold for the torch build and CPU kernels they were recorded
 with (:data:`RECORDED_WITH`, and the CPUs of :data:`ALSO_RECORDED`); on another CPU the last bit of a
 transcendental may legitimately differ, so where only the ray-cast fields differ the bit test skips, and
-:data:`SUMMARIES` (a few float64 statistics per tensor, compared to 1e-6) checks the values on every CPU. Re-record (``python tests/test_synthetic_checksums.py``) only for an
+:data:`SUMMARIES` (a few float64 statistics per tensor, compared to 1e-6) checks the values on every CPU (the ray-cast fields to a
+few edge pixels' worth). Re-record (``python tests/test_synthetic_checksums.py``) only for an
 intended change of the generated data, and say so in the commit.
 """
 
@@ -529,6 +530,12 @@ SUMMARIES: dict[str, dict[str, list[float]]] = {'heads[0]': {'image': [0.0421792
 _SUMMARY_RTOL = 1e-6
 """Relative tolerance of the summaries: float32 last-bit differences average far below it; a changed value does not."""
 
+_RAY_CAST_TOL = 2e-3
+"""Tolerance of the ray-cast fields' summaries, as a fraction of the field's root mean square. Sphere tracing is
+discontinuous at silhouettes: a last-bit difference can turn a grazing ray from hit to miss and change a whole edge
+pixel, which moves a 32x32 image's mean by ~3e-4 of its RMS per pixel (the worst CPU seen so far, Intel family 6
+model 167, moves two: 7e-4). A shading, colour or geometry change moves thousands of pixels and lands far above."""
+
 ROUNDING_FIELDS = {"image", "depth", "normals", "adapter", "pool"}
 """The fields whose last bits differ between CPUs (the ray-cast depths, normals and shading, and the fingerprints
 that hash them); masks, cameras and parameters are bit-identical everywhere."""
@@ -560,14 +567,32 @@ def test_synthetic_items_are_bit_identical_to_the_recorded_checksums():
     assert not changed, f"synthetic data changed bits in: {', '.join(names)}"
 
 
+def _summary_close(name: str, got: list[float], ref: list[float]) -> bool:
+    """Whether a field's summary matches the record: to float32 rounding, or for a ray-cast field (whose edge pixels
+    may flip on another CPU) to :data:`_RAY_CAST_TOL` of its root mean square."""
+    if name in ROUNDING_FIELDS:
+        tol = _RAY_CAST_TOL * math.sqrt(abs(ref[1]))
+        return all(abs(a - b) <= tol for a, b in zip(got, ref))
+    return all(math.isclose(a, b, rel_tol=_SUMMARY_RTOL, abs_tol=1e-9) for a, b in zip(got, ref))
+
+
+def test_summaries_tell_a_flipped_edge_pixel_from_a_changed_image():
+    """The ray-cast tolerance admits a few flipped pixels of a 32x32 image and rejects a 1% change of its shading."""
+    torch.manual_seed(0)
+    image = torch.rand(3, 32, 32)
+    flipped = image.clone()
+    flipped[:, 5, 7] = 1 - flipped[:, 5, 7]
+    assert _summary_close("image", _summary(flipped), _summary(image))
+    assert not _summary_close("image", _summary(image * 1.01), _summary(image))
+    assert not _summary_close("label", _summary(flipped), _summary(image))
+
+
 def test_synthetic_items_match_the_recorded_summaries():
     """On every CPU: each tensor of each case has the recorded mean, mean square and weighted sum."""
     got = current_digests(summarise=_summary)
     assert set(got) == set(SUMMARIES)
     off = [f"{case}.{name}: {got[case].get(name)} != {ref}" for case, fields_ in SUMMARIES.items()
-           for name, ref in fields_.items()
-           if name not in got[case] or not all(math.isclose(a, b, rel_tol=_SUMMARY_RTOL, abs_tol=1e-9)
-                                                for a, b in zip(got[case][name], ref))]
+           for name, ref in fields_.items() if name not in got[case] or not _summary_close(name, got[case][name], ref)]
     assert not off and set().union(*map(set, got.values())) == set().union(*map(set, SUMMARIES.values())), off
 
 

@@ -26,7 +26,7 @@ from ..models.base import Generator3D
 from ..nn.progressive_discriminator import ProgressiveDiscriminator
 from ..training.schedule import NamedSchedule, Piece, Schedule
 from .base import Chunk, Phase, RecipeBase, StageState
-from .silhouette import fake_silhouette, real_silhouette
+from .silhouette import check_discriminator_channels, fake_silhouette, real_silhouette
 from .gan import logistic_d, nonsaturating_g, r1_penalty, top_k_logits
 
 
@@ -88,11 +88,8 @@ class PiGANLoss(RecipeBase):
     """The recipe; ``G`` and ``D`` may be the same modules the trainer optimises (no wrappers needed)."""
 
     def __init__(self, G: Generator3D, D: torch.nn.Module, config: PiGANLossConfig = PiGANLossConfig()):
-        if isinstance(D, ProgressiveDiscriminator) and D.config.in_channels != 3 + int(config.silhouette):
-            want = 3 + int(config.silhouette)
-            raise ConfigError(f"the discriminator takes in_channels={D.config.in_channels} but this recipe gives it "
-                              f"{want} (colour{' + silhouette' if config.silhouette else ''}): set "
-                              f"discriminator.in_channels={want}")
+        if isinstance(D, ProgressiveDiscriminator):
+            check_discriminator_channels(D.config.in_channels, "discriminator.in_channels", config.silhouette)
         self.G, self.D, self.config = G, D, config
 
     def phases(self) -> list[Phase]:

@@ -37,4 +37,14 @@ def real_silhouette(chunk: Chunk, option: str) -> Tensor:
     return torch.cat([chunk.real_images, mask.to(chunk.real_images) * 2 - 1], 1)
 
 
-__all__ = ["fake_silhouette", "real_silhouette"]
+def check_discriminator_channels(channels: int, option: str, silhouette: bool) -> None:
+    """Raise a :class:`ConfigError` unless a discriminator built with ``channels`` input channels (the setting
+    ``option``, e.g. ``discriminator.in_channels``) takes what a recipe gives it: 3 colour channels, and one more
+    with ``silhouette``."""
+    want = 3 + int(silhouette)
+    if channels != want:
+        raise ConfigError(f"the discriminator takes {option.rsplit('.', 1)[-1]}={channels} but this recipe gives it "
+                          f"{want} (colour{' + silhouette' if silhouette else ''}): set {option}={want}")
+
+
+__all__ = ["check_discriminator_channels", "fake_silhouette", "real_silhouette"]

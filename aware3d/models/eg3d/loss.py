@@ -40,8 +40,7 @@ from torch import Tensor
 from ...augment.run import augment_pair
 from ...losses.base import Chunk, Phase, RecipeBase, StageState, checked_real_classes, resample_real_extra
 from ...losses.gan import gaussian_blur, logistic_d, nonsaturating_g
-from ...errors import ConfigError
-from ...losses.silhouette import fake_silhouette, real_silhouette
+from ...losses.silhouette import check_discriminator_channels, fake_silhouette, real_silhouette
 from ...nn.stylegan2.discriminator import FilterMode, filtered_resizing
 from ...training.schedule import NamedSchedule, Schedule
 from ..base import Condition
@@ -173,11 +172,7 @@ class EG3DLoss(RecipeBase):
             raise ValueError(f"the discriminator has num_classes {d_classes} but the generator "
                              f"{G.config.num_classes}; set both to the dataset's number of classes "
                              "(--override model.num_classes=K discriminator.num_classes=K)")
-        want = 3 + int(config.silhouette)
-        if D.config.img_channels != want:
-            raise ConfigError(f"the discriminator takes img_channels={D.config.img_channels} but this recipe gives it "
-                             f"{want} (colour{' + silhouette' if config.silhouette else ''}): set "
-                             f"discriminator.img_channels={want}")
+        check_discriminator_channels(D.config.img_channels, "discriminator.img_channels", config.silhouette)
         self.G, self.D, self.config = G, D, config
 
     def phases(self) -> list[Phase]:
