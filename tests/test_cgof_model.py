@@ -5,6 +5,7 @@ that logs every named term."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -179,6 +180,27 @@ def test_fine2_samples_move_into_the_band_on_masked_rays_only():
     assert torch.allclose(half[mask], 0.5 * plain[mask] + 0.5 * band, atol=1e-6)
     assert torch.equal(runs[1.0].passes[0].t, runs[0.0].passes[0].t)  # the fine pass is untouched
     assert not torch.allclose(plain[mask], band.expand(int(mask.sum()), 8), atol=1e-3)
+
+
+def test_every_pass_shapes_the_density_as_the_render_config_says():
+    """density_scale and the ball prior act in CGOF's three passes as in the shared renderer (they were ignored)."""
+    from aware3d.rendering.renderer import ball_density_prior
+    B, R = 1, 4
+    rays_o = torch.tensor([0.0, 0.0, 1.0]).expand(B, R, 3)
+    rays_d = torch.tensor([0.0, 0.0, -1.0]).expand(B, R, 3)
+    cfg = RenderConfig(near=0.88, far=1.12, num_samples=8, num_importance=8, background="last_sample",
+                       perturb=False, importance_det=True)
+    plain = render_three_pass(slab_field, rays_o, rays_d, cfg, 0, None)
+    shaped = render_three_pass(slab_field, rays_o, rays_d, replace(cfg, density_scale=3.0, density_prior=2.0,
+                                                                   density_prior_radius=0.05), 0, None)
+    coarse_t = plain.passes[0].t
+    points = rays_o.unsqueeze(2) + rays_d.unsqueeze(2) * coarse_t.unsqueeze(-1)
+    want = slab_field(points.reshape(B, -1, 3), rays_d.unsqueeze(2).expand_as(points).reshape(B, -1, 3))[1]
+    want = want.reshape(B, R, -1) * 3.0 + ball_density_prior(points, 2.0, 0.05)
+    assert torch.equal(shaped.passes[0].t, coarse_t)
+    assert torch.allclose(shaped.passes[0].sigma, want, atol=1e-6)
+    assert [p.name for p in shaped.passes] == ["coarse", "fine"]
+    assert not torch.allclose(shaped.composited.weights, plain.composited.weights)
 
 
 def test_generator_guides_fine2_by_its_mesh_and_the_recipe_ramps_it(G):

@@ -183,11 +183,20 @@ def _query(field: FieldFn, rays_o: Tensor, rays_d: Tensor, t: Tensor, points: Te
     dirs = rays_d.unsqueeze(2).expand(B, R, S, 3)
     feats, sigma = field(points.reshape(B, R * S, 3), dirs.reshape(B, R * S, 3))
     sigma = sigma.reshape(B, R, S)
-    if cfg is not None and cfg.density_scale != 1.0:
-        sigma = sigma * cfg.density_scale
-    if cfg is not None and cfg.density_prior > 0:
-        sigma = sigma + ball_density_prior(points, cfg.density_prior, cfg.density_prior_radius).to(sigma.dtype)
+    if cfg is not None:
+        sigma = shaped_density(sigma, points, cfg)
     return feats.reshape(B, R, S, -1), sigma
+
+
+def shaped_density(sigma: Tensor, points: Tensor, cfg: RenderConfig) -> Tensor:
+    """The field's raw density (...) at world points (..., 3) as ``cfg`` composites it: times its
+    ``density_scale``, plus its ``density_prior`` ball (:func:`ball_density_prior`) while that is on. Every
+    renderer that queries a field applies it, so the two settings mean the same in every family."""
+    if cfg.density_scale != 1.0:
+        sigma = sigma * cfg.density_scale
+    if cfg.density_prior > 0:
+        sigma = sigma + ball_density_prior(points, cfg.density_prior, cfg.density_prior_radius).to(sigma.dtype)
+    return sigma
 
 
 def _camera_frame_points(frame: CameraFrameRays, lattice: Tensor, offset: Tensor | None) -> Tensor:

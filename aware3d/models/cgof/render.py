@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-from ...rendering import FieldFn, RenderConfig
+from ...rendering import FieldFn, RenderConfig, shaped_density
 from ...rendering.compositing import Composited, composite
 from ...rendering.sampling import blend_toward_band, sample_importance, stratified_parts
 
@@ -83,13 +83,18 @@ class ThreePassRays:
     """(B, R, S) int64: final sample s is sample ``order[..., s]`` of the passes concatenated along S."""
 
 
-def query(field: FieldFn, rays_o: Tensor, rays_d: Tensor, t: Tensor, name: str) -> SamplePass:
-    """Evaluate the field at ``o + d t`` for t (B, R, S), with the rays' directions as view directions."""
+def query(field: FieldFn, rays_o: Tensor, rays_d: Tensor, t: Tensor, name: str, cfg: RenderConfig,
+          offset: Tensor | None = None) -> SamplePass:
+    """Evaluate the field at ``o + d t (+ offset)`` for t (B, R, S) (offset: (B, R, S or 1, 3) world units), with
+    the rays' directions as view directions; the density shaped as ``cfg`` renders it
+    (:func:`~aware3d.rendering.shaped_density`)."""
     B, R, S = t.shape
     points = rays_o.unsqueeze(2) + rays_d.unsqueeze(2) * t.unsqueeze(-1)
+    if offset is not None:
+        points = points + offset
     dirs = rays_d.unsqueeze(2).expand(B, R, S, 3)
     rgb, sigma = field(points.reshape(B, R * S, 3), dirs.reshape(B, R * S, 3))
-    return SamplePass(name, t, rgb.reshape(B, R, S, -1), sigma.reshape(B, R, S))
+    return SamplePass(name, t, rgb.reshape(B, R, S, -1), shaped_density(sigma.reshape(B, R, S), points, cfg))
 
 
 def _composite(cfg: RenderConfig, rgb: Tensor, sigma: Tensor, t: Tensor, background, generator) -> Composited:
@@ -133,19 +138,19 @@ def render_three_pass(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: Rende
     t_coarse = lattice if offset is None else lattice + offset
     third = fine2 > 0 and cfg.num_importance > 0
     with torch.set_grad_enabled(torch.is_grad_enabled() and not third):  # coarse only places samples then
-        coarse = query(field, rays_o, rays_d, t_coarse, "coarse")
+        coarse = query(field, rays_o, rays_d, t_coarse, "coarse", cfg)
     if cfg.num_importance == 0:
         passes = [coarse]
     else:
         fine = query(field, rays_o, rays_d, importance_distances(coarse, cfg, cfg.num_importance, draws.fine,
-                                                                  generator), "fine")
+                                                                  generator), "fine", cfg)
         passes = [coarse, fine]
         if third:
             t2 = importance_distances(fine, cfg, fine2, draws.fine2, generator)
             if guide is not None:
                 t2 = torch.sort(blend_toward_band(t2, guide.depth.to(t2), guide.mask, guide.band_width,
                                                   guide.ratio), -1).values
-            passes = [fine, query(field, rays_o, rays_d, t2, "fine2")]
+            passes = [fine, query(field, rays_o, rays_d, t2, "fine2", cfg)]
     out, t, order = merge_passes(passes, cfg, generator)
     return ThreePassRays(out, t, passes, order)
 

@@ -38,6 +38,7 @@ from ...losses.base import Chunk, StageState
 from ...losses.gan import nonsaturating_g, top_k_logits
 from ...losses.pigan import PiGANLoss, PiGANLossConfig
 from ...nn.progressive_discriminator import ProgressiveDiscriminatorConfig
+from ...rendering import RenderConfig
 from ...training.curriculum import Curriculum, Stage
 from ...training.presets import TrainPreset
 from ...training.schedule import NamedSchedule, Schedule
@@ -46,7 +47,7 @@ from .layout import whitened_coefficients
 from .losses import (CGOFLossWeights, background_prior, background_prior_bounds, band_thickness, coefficient_loss,
                      depth_prior, depth_smoothness, landmark_loss, lift_landmarks, near_mesh_ramp,
                      normal_smoothness, warp3d_loss)
-from .render import SamplePass, merge_passes
+from .render import SamplePass, merge_passes, query
 
 
 @dataclass(frozen=True)
@@ -211,17 +212,10 @@ class CGOFLoss(PiGANLoss):
         return normal_smoothness(normals[:, :R], normals[:, R:])
 
     @staticmethod
-    def _warped_passes(field0, rays_o: Tensor, rays_d: Tensor, passes: list[SamplePass],
-                       flow: Tensor) -> list[SamplePass]:
+    def _warped_passes(field0, rays_o: Tensor, rays_d: Tensor, passes: list[SamplePass], flow: Tensor,
+                       render: RenderConfig) -> list[SamplePass]:
         """Code 0's field (``field0``) at each pass's samples moved by the per-ray flow (n, R, 1, 3)."""
-        out = []
-        for p in passes:
-            n, R, S = p.t.shape
-            points = rays_o.unsqueeze(2) + rays_d.unsqueeze(2) * p.t.unsqueeze(-1) + flow
-            dirs = rays_d.unsqueeze(2).expand_as(points)
-            rgb, sigma = field0(points.reshape(n, R * S, 3), dirs.reshape(n, R * S, 3))
-            out.append(SamplePass(p.name, p.t, rgb.reshape(n, R, S, 3), sigma.reshape(n, R, S)))
-        return out
+        return [query(field0, rays_o, rays_d, p.t, p.name, render, offset=flow) for p in passes]
 
     def _warp_term(self, chunk: Chunk, stage: StageState, w: Tensor, details: CGOFRender,
                    image: Tensor) -> Tensor:
@@ -236,7 +230,8 @@ class CGOFLoss(PiGANLoss):
         cams = chunk.cameras[:n]
         flow = G.conditioning(code1, cams, res, reference_code=code0).flow.reshape(n, -1, 1, 3)
         passes_1 = [SamplePass(p.name, p.t[:n], p.rgb[:n], p.sigma[:n]) for p in details.rays.passes]
-        passes_0 = self._warped_passes(G.field_fn(film0), details.rays_o[:n], details.rays_d[:n], passes_1, flow)
+        passes_0 = self._warped_passes(G.field_fn(film0), details.rays_o[:n], details.rays_d[:n], passes_1, flow,
+                                      stage.render)
         image_0 = details.to_image(merge_passes(passes_0, stage.render, gen)[0].color[..., :3]) * 2 - 1
         outs_1, outs_0 = [p.outputs() for p in passes_1], [p.outputs() for p in passes_0]
         if len({o.shape[2] for o in outs_1}) > 1:  # passes of different sizes share one mask only when joined
