@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from aware3d.cli.main import main
+from aware3d.faces import FaceCoefficientRegressor, RegressorConfig, save_regressor
 from aware3d.inversion.camera import CameraAngles, pose_grid
 from aware3d.inversion.config import InversionConfig, LossConfig, OptimConfig, PTIConfig, SearchConfig
 from aware3d.inversion.crop import (Framing, ImageReadError, Picture, auto_crop, foreground_box, foreground_mask,
@@ -24,6 +25,7 @@ from aware3d.inversion.files import LatentFileError, read_latent, write_latent
 from aware3d.inversion.invert import invert, make_renderer
 from aware3d.inversion.losses import ReconstructionLoss, feature_distance, psnr
 from aware3d.inversion.space import LatentGroup, LatentSpace, SynthesisLatent
+from aware3d.models.base import Condition
 from aware3d.models.registry import build_generator, families
 
 from .inversion_scene import head_views
@@ -291,3 +293,36 @@ def test_the_search_grid_spans_the_prior_quantiles(G):
     # pi-GAN's gaussian prior (std 0.3 / 0.155): the 5th..95th percentiles are about +-1.645 std.
     assert float(grid.yaw.max() - yaw0) == pytest.approx(1.645 * 0.3, abs=0.04)
     assert float(grid.pitch.min() - pitch0) == pytest.approx(-1.645 * 0.155, abs=0.02)
+
+
+# ------------------------------------------------------------------------------------- a face code read from the picture
+def test_a_held_condition_joins_the_spaces_own():
+    light, face = torch.ones(1, 4), torch.full((1, 5), 2.0)
+    space = LatentSpace((LatentGroup("w", torch.zeros(1, 3), torch.ones(1, 3)),),
+                        lambda v: SynthesisLatent(v["w"], Condition(light=light)))
+    held = space.holding(Condition(face=face)).latent(space.zero_offsets())
+    assert torch.equal(held.condition.light, light) and torch.equal(held.condition.face, face)
+    assert held.condition.class_label is None and torch.equal(held.w, torch.zeros(1, 3))
+
+
+def test_cgof_inversion_keeps_the_face_code_a_face_regressor_reads_from_the_picture(tmp_path, capsys):
+    G = build_generator("cgof-tiny", seed=0).eval()
+    code = G.face_code(G.z_from_seeds([2]))
+    assert torch.allclose(G.face_code_of(G.whitening.unwhiten(code)), code, atol=1e-4)  # coefficients <-> code
+    regressor = FaceCoefficientRegressor(RegressorConfig(image_size=16, channels=(8, 16), hidden=32), seed=1)
+    save_regressor(regressor, tmp_path / "regressor")
+    with torch.no_grad():
+        target = G(G.z_from_seeds([2]), G.cameras(*([v] for v in G.config.pose.frontal())), resolution=16).image
+    write_png(tmp_path / "face.png", target[0])
+    args = ["invert", str(tmp_path / "face.png"), "--resolution", "16", "--steps", "2", "--refine-steps", "0",
+            "--search-steps", "1", "--search-grid", "1", "1", "--video-frames", "0", "--mesh-grid", "0",
+            "--no-progress", "--face-regressor", str(tmp_path / "regressor")]
+    assert main([*args, "--checkpoint", "cgof-tiny", "--out", str(tmp_path / "out")]) == 0
+    picture = torch.from_numpy(np.asarray(Image.open(tmp_path / "out" / "input.png"), dtype=np.float32))
+    with torch.no_grad():
+        read = regressor.eval().reconstruct((picture.permute(2, 0, 1)[None] / 127.5 - 1)).coefficients
+    kept = read_latent(tmp_path / "out" / "latent.safetensors", G).latent.condition.face
+    assert torch.allclose(kept, G.face_code_of(read), atol=1e-4)
+    assert not torch.allclose(kept, torch.zeros_like(kept), atol=1e-2)  # not the mean face the search starts from
+    assert main([*args, "--checkpoint", "pigan-tiny", "--out", str(tmp_path / "other")]) == 2
+    assert "--face-regressor sets the face code" in capsys.readouterr().err

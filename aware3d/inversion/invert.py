@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from ..models.base import Generator3D
+from ..models.base import Condition, Generator3D
 from .camera import CameraAngles, angle_record
 from .config import InversionConfig
 from .latent import History, InversionState, Renderer, coarse_search, fit_latent, resize_target
@@ -108,6 +108,19 @@ def final_numbers(G: Generator3D, renderer: Renderer, loss: ReconstructionLoss, 
     return image, numbers
 
 
+@torch.no_grad()
+def face_condition(G: Generator3D, regressor: nn.Module, target: Tensor) -> Condition:
+    """The face condition of ``G`` that a face regressor (:class:`~aware3d.faces.FaceCoefficientRegressor`) reads
+    from ``target`` (1, 3, H, W) in [-1, 1]: the start CGOF-style inversions keep (their conditioning mesh takes
+    no gradient, so the face code cannot be optimised through the render)."""
+    if "face" not in G.capabilities.conditions:
+        raise ValueError(f"the {G.family} generator takes no face condition, so a face regressor's reading of the "
+                         "picture has nothing to set; drop --face-regressor")
+    with frozen(regressor):
+        coefficients = regressor.reconstruct(target.to(G.device, torch.float32)).coefficients
+    return Condition(face=G.face_code_of(coefficients))
+
+
 def phase_steps(config: InversionConfig) -> int:
     """Every step the inversion takes (the progress bar's total)."""
     return (config.search.steps + config.optim.steps + config.optim.refine_steps
@@ -116,17 +129,21 @@ def phase_steps(config: InversionConfig) -> int:
 
 def invert(G: Generator3D, target: Tensor, config: InversionConfig = InversionConfig(),
            discriminator: nn.Module | None = None, lpips: nn.Module | None = None,
-           progress: bool = False) -> InversionResult:
+           progress: bool = False, fixed: Condition | None = None) -> InversionResult:
     """Invert ``target`` (1, 3, H, W) in [-1, 1] (resized to the model's image size if needed) with ``G``.
 
     ``discriminator`` (a module with ``feature_maps``) and ``lpips`` switch their loss terms on (with weights > 0
-    in ``config.loss``). Every random draw is seeded by ``config.seed`` (the process-wide RNG is left untouched).
+    in ``config.loss``). ``fixed`` is a condition the result keeps as given (:meth:`LatentSpace.holding`; e.g.
+    a face code read from the picture by :func:`face_condition`). Every random draw is seeded by ``config.seed``
+    (the process-wide RNG is left untouched).
     """
     with torch.random.fork_rng(devices=[]), frozen(G):
         torch.manual_seed(config.seed)
         renderer = make_renderer(G, config)
         target = resize_target(target.to(G.device, torch.float32), target_size(G, config))
         space = G.inversion_space(config.space_samples, config.seed)
+        if fixed is not None:
+            space = space.holding(fixed.to(G.device))
         loss = ReconstructionLoss(target, config.loss, discriminator, lpips)
         search_loss = ReconstructionLoss(resize_target(target, G.image_resolution(config.search.resolution)),
                                          config.loss, discriminator, lpips)
@@ -152,5 +169,5 @@ def invert(G: Generator3D, target: Tensor, config: InversionConfig = InversionCo
                            history.rows, numbers, renderer)
 
 
-__all__ = ["InversionResult", "InversionState", "final_numbers", "frozen", "invert", "make_renderer", "mean_render",
+__all__ = ["InversionResult", "InversionState", "face_condition", "final_numbers", "frozen", "invert", "make_renderer", "mean_render",
            "phase_steps", "target_size"]

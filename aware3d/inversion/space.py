@@ -90,6 +90,17 @@ class LatentSpace:
         """The synthesis latent of offsets in spread units."""
         return self.compose(self.values(offsets))
 
+    def holding(self, fixed: Condition) -> "LatentSpace":
+        """This space with ``fixed`` joined to every composed latent's condition (its set fields win): a condition
+        the picture fixes and the optimiser does not move, e.g. the face code a face regressor reads from it."""
+        def compose(values: Mapping[str, Tensor]) -> SynthesisLatent:
+            latent = self.compose(values)
+            own = latent.condition or Condition()
+            joined = Condition(*(b if b is not None else a for a, b in zip(
+                (own.light, own.face, own.class_label), (fixed.light, fixed.face, fixed.class_label))))
+            return SynthesisLatent(latent.w, joined)
+        return LatentSpace(self.groups, compose)
+
     def perturbed(self, offsets: Mapping[str, Tensor], strength: float,
                   generator: torch.Generator) -> dict[str, Tensor]:
         """Offsets moved by Gaussian noise of ``strength`` spreads per element (drawn on the CPU from ``generator``)."""

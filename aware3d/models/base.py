@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from ..cameras import Cameras
 
 if TYPE_CHECKING:
+    from ..faces import FaceCoefficients
     from ..inversion.space import LatentSpace
     from ..rendering import RenderConfig
     from .light_prior import LightPrior
@@ -280,6 +281,11 @@ class Generator3D(nn.Module, abc.ABC):
         """(B, D) the face code latents z (B, z_dim) carry (what ``Condition(face=...)`` replaces). Default: a
         ValueError (no face condition)."""
         raise ValueError(f"the {self.family} generator takes no face condition, so its latents carry no face code")
+
+    def face_code_of(self, coefficients: "FaceCoefficients") -> Tensor:
+        """(B, D) the face code of face-model coefficients (e.g. a face regressor's reading of a picture), as
+        ``Condition(face=...)`` takes it. Default: a ValueError (no face condition)."""
+        raise ValueError(f"the {self.family} generator takes no face condition, so coefficients have no face code")
 
     def face_renders(self, code: Tensor, cameras: Cameras, resolution: int) -> FaceRenders:
         """The conditioning renders (:class:`FaceRenders`) of face codes (B, D) from B cameras. Default: a

@@ -36,7 +36,8 @@ from ..inversion.config import InversionConfig, LossConfig, OptimConfig, PTIConf
 from ..inversion.crop import (Crop, CropMode, Framing, Picture, auto_crop, centre_crop, framing_of,
                               landmark_crop, load_landmark_source, read_picture, squash)
 from ..inversion.files import write_latent
-from ..inversion.invert import InversionResult, invert, mean_render, target_size
+from ..faces import load_regressor
+from ..inversion.invert import InversionResult, face_condition, invert, mean_render, target_size
 from ..inversion.losses import load_discriminator
 from ..inversion.plot import plot_history
 from .common import LatentViews, ModelOptions, load_model, out_dir, settings_record
@@ -61,6 +62,9 @@ class InvertOptions(ModelOptions):
     """--crop auto: x y of the foreground's centre in the training images, fractions of the side (default: measured)."""
     landmarks: str | None = None
     """--crop landmarks: a face-regressor checkpoint folder (aware3d.faces.regressor) that predicts the landmarks."""
+    face_regressor: str | None = None
+    """For families with a face condition (CGOF): a face-regressor checkpoint folder whose reading of the framed
+    picture gives the face code the inversion keeps (default: the family's mean face)."""
     steps: int = 200
     """Latent + camera steps with the first-stage groups (e.g. EG3D's shared w)."""
     refine_steps: int = 100
@@ -243,7 +247,13 @@ def run(opts: InvertOptions) -> dict:
         from ..nn.lpips import load_lpips
 
         lpips = load_lpips(opts.lpips_vgg, opts.lpips_lin, device=G.device)
-    result = invert(G, crop.target, config, discriminator, lpips, progress=opts.progress)
+    fixed = None
+    if opts.face_regressor is not None:
+        if "face" not in G.capabilities.conditions:
+            raise OptionError(f"--face-regressor sets the face code of families with a face condition (CGOF); the "
+                              f"{G.family} model takes none: drop --face-regressor")
+        fixed = face_condition(G, load_regressor(opts.face_regressor, device=G.device), crop.target)
+    result = invert(G, crop.target, config, discriminator, lpips, progress=opts.progress, fixed=fixed)
     out = out_dir(opts)
     checkpoint = opts.checkpoint
     files = save_pictures(result, out)

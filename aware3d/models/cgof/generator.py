@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...cameras import Cameras, PoseDistribution, generate_rays
-from ...faces import CoefficientStatistics, MorphableFaceModel
+from ...faces import CoefficientStatistics, FaceCoefficients, MorphableFaceModel
 from ...inversion.space import LatentSpace, SynthesisLatent, film_groups, film_w
 from ...nn.siren import FiLMSiren, MappingNetwork, refresh_w_avg
 from ...rendering import RandomDraws, RenderConfig, density_normals
@@ -155,6 +155,11 @@ class CGOFGenerator(Generator3D):
             film = film_w(values)
             return SynthesisLatent(torch.cat([film, mean_code.expand(film.shape[0], -1)], -1))
         return LatentSpace(film_groups(self.w_avg, self.mapping_network(z)), compose)
+
+    def face_code_of(self, coefficients: FaceCoefficients) -> Tensor:
+        """(B, 251) the face code of coefficients in the face model's units (whitened with the model's statistics;
+        the pose is not part of the code)."""
+        return self.whitening.whiten(coefficients).to(self.w_avg.dtype)
 
     @property
     def coefficient_statistics(self) -> CoefficientStatistics:
