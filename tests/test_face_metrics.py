@@ -8,9 +8,11 @@ import torch
 
 from aware3d.faces import FaceCoefficientRegressor, RegressorConfig, euler_rotation, save_regressor
 from aware3d.metrics import evaluate
-from aware3d.metrics.faces import (OFFICIAL_SPREADS, FaceMetricsConfig, disentanglement_score, factor_spread, icp,
-                                   iso_level, kabsch, landmark_error, nearest_neighbours, nearest_rmse,
-                                   variation_latents)
+from aware3d.metrics.faces import (OFFICIAL_SPREADS, FaceMetricsConfig, at_pixels, disentanglement_score,
+                                   factor_spread, icp, iso_level, kabsch, landmark_error, nearest_neighbours,
+                                   nearest_rmse, pearson, variation_latents)
+from aware3d.models.cgof import CGOFGenerator
+from aware3d.models.cgof.config import CGOF_PRESETS
 from aware3d.models.registry import build_generator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -185,3 +187,47 @@ def test_metrics_tool_takes_the_face_regressor(tmp_path, regressor_path):
     import json
     record = json.loads((tmp_path / "with" / "metrics.json").read_text())
     assert math.isfinite(record["results"]["face_landmark_error"])
+
+
+def test_pearson_and_pixel_lookup_known_answers():
+    x = torch.tensor([0.0, 1.0, 3.0, 4.0])
+    assert pearson(x, 2 * x + 1) == pytest.approx(1.0) and pearson(x, -x) == pytest.approx(-1.0)
+    assert math.isnan(pearson(x, torch.ones(4)))
+    maps = torch.arange(12.0).reshape(1, 1, 3, 4)
+    points = torch.tensor([[[0.0, 0.0], [3.2, 2.4], [1.6, 0.7], [9.0, -3.0]]])  # x = column, y = row
+    assert at_pixels(maps, points).tolist() == [[0.0, 11.0, 6.0, 3.0]]
+
+
+class MeshDepthCGOF(CGOFGenerator):
+    """cgof-tiny whose rendered depth is ``sign`` times its own conditioning mesh's depth: a known answer for the
+    depth-change correlation (+1 or -1)."""
+
+    sign = 1.0
+
+    def synthesis(self, w, cameras, *, condition=None, resolution=None, **kwargs):
+        out = super().synthesis(w, cameras, condition=condition, resolution=resolution, **kwargs)
+        mesh = self.face_renders(condition.face, cameras, out.depth.shape[-1]).mesh_depth
+        out.depth = self.sign * mesh
+        return out
+
+
+class NegatedMeshDepthCGOF(MeshDepthCGOF):
+    sign = -1.0
+
+
+@pytest.mark.parametrize("cls, expected", [(MeshDepthCGOF, 1.0), (NegatedMeshDepthCGOF, -1.0)])
+def test_depth_change_correlation_known_answers(cls, expected):
+    G = cls(CGOF_PRESETS["cgof-tiny"]).eval()
+    res = _run(G, "face_depth_change_correlation", 2, FaceMetricsConfig())
+    entry = res["metrics"]["face_depth_change_correlation"]
+    assert entry["landmarks"] > 50 and entry["mean_abs_mesh_change"] > 0
+    assert res["results"]["face_depth_change_correlation"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_depth_change_correlation_end_to_end_and_the_mesh_cross_test(cgof):
+    res = _run(cgof, "face_depth_change_correlation", 2, FaceMetricsConfig())
+    assert -1 <= res["results"]["face_depth_change_correlation"] <= 1
+    config = FaceMetricsConfig(grid=12, level="p60", face_resolution=12, icp_iterations=5)
+    rmse = _run(cgof, "face_mesh_rmse", 2, config)["results"]
+    assert rmse["face_mesh_rmse_cross"] > 0
+    assert rmse["face_mesh_rmse_own_to_cross"] == pytest.approx(rmse["face_mesh_rmse"] / rmse["face_mesh_rmse_cross"])

@@ -13,8 +13,12 @@
   the face's mesh depth seen from the frontal camera lifted to world points (the visible face surface); the
   face points are rigidly aligned to the generated vertices by point-to-point ICP, then the value is the RMSE
   of the nearest-neighbour distances (world units); ``face_mesh_rmse_unaligned`` is the same without ICP.
+  ``face_mesh_rmse_cross`` is the official cross-test (each mesh against another latent's face) and
+  ``face_mesh_rmse_own_to_cross`` their ratio (< 1: the shape follows its own code).
 * ``face_landmark_error``: the regressor's landmarks on each generated image vs the face mesh's projected
   landmarks from the same camera, mean pixel distance divided by the image side.
+* ``face_depth_change_correlation``: the expression redrawn per subject; Pearson correlation, at the landmark
+  pixels of the frontal view, between the generated depth's change and the input mesh's (no regressor).
 
 Metrics that read images back need a regressor checkpoint (``aware3d face-regressor train``) given as
 ``FaceMetricsConfig(regressor=PATH)`` (``evaluate(..., configs=[...])``).
@@ -188,12 +192,17 @@ def _frontal_cameras(G: Generator3D, n: int) -> Cameras:
     return G.cameras([yaw] * n, [pitch] * n)
 
 
-def _render(ctx: MetricContext, z: Tensor, code: Tensor, cameras: Cameras, g_render) -> Tensor:
-    """Final images (B, 3, H, W) of latents z with face codes ``code`` from ``cameras``."""
+def _render_output(ctx: MetricContext, z: Tensor, code: Tensor, cameras: Cameras, g_render):
+    """The renders of latents z with face codes ``code`` (B, D) from ``cameras``."""
     st, condition = ctx.settings, Condition(face=code)
     w = ctx.G.mapping(z, st.truncation_psi, cameras=cameras, condition=condition)
     return ctx.G.synthesis(w, cameras, condition=condition, resolution=st.resolution, render=st.render,
-                           lock_view_dependence=st.lock_view_dependence, fast=True, generator=g_render).image
+                           lock_view_dependence=st.lock_view_dependence, fast=True, generator=g_render)
+
+
+def _render(ctx: MetricContext, z: Tensor, code: Tensor, cameras: Cameras, g_render) -> Tensor:
+    """Final images (B, 3, H, W) of latents z with face codes ``code`` from ``cameras``."""
+    return _render_output(ctx, z, code, cameras, g_render).image
 
 
 def variation_latents(G: Generator3D, layout: FaceCodeLayout, target: str, subjects: int, variations: int,
@@ -281,7 +290,7 @@ def mesh_consistency(ctx: MetricContext) -> dict:
     G, config = ctx.G, ctx.config(FaceMetricsConfig)
     face_layout(G, ctx.metric.name)
     g = torch.Generator().manual_seed(ctx.seed)
-    aligned, unaligned, empty = [], [], 0
+    pairs, empty = [], 0
     for _ in range(ctx.num_gen):
         z = torch.randn(1, G.z_dim, generator=g).to(G.device)
         vertices = generated_vertices(G, G.mapping(z, ctx.settings.truncation_psi), config)
@@ -289,20 +298,79 @@ def mesh_consistency(ctx: MetricContext) -> dict:
         if vertices is None or len(face) == 0:
             empty += 1
             continue
-        rot, trans = icp(face, vertices, config.icp_iterations)
-        aligned.append(nearest_rmse(face @ rot.T + trans, vertices))
-        unaligned.append(nearest_rmse(face, vertices))
-    nan = float("nan")
-    return {"value": sum(aligned) / len(aligned) if aligned else nan,
-            "unaligned": sum(unaligned) / len(unaligned) if unaligned else nan, "num_gen": ctx.num_gen,
+        pairs.append((face, vertices))
+    aligned = [aligned_rmse(face, vertices, config.icp_iterations) for face, vertices in pairs]
+    # The official cross-test: each generated mesh against the *next* latent's face. A shape that follows its own
+    # code fits its own face better than another's (own / cross < 1); one shape for every code scores ~1.
+    cross = [aligned_rmse(pairs[(i + 1) % len(pairs)][0], pairs[i][1], config.icp_iterations)
+             for i in range(len(pairs))] if len(pairs) > 1 else []
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values) if values else float("nan")
+    return {"value": mean(aligned), "unaligned": mean([nearest_rmse(f, v) for f, v in pairs]), "cross": mean(cross),
+            "own_to_cross": mean(aligned) / mean(cross) if cross else float("nan"), "num_gen": ctx.num_gen,
             "meshes_without_surface": empty, "truncation_psi": ctx.settings.truncation_psi, "seed": ctx.seed,
             "config": to_dict(config), "units": "world units; RMSE of each face-surface point's distance to the "
                                                 "nearest generated mesh vertex"}
 
 
+def aligned_rmse(face: Tensor, vertices: Tensor, iterations: int) -> float:
+    """:func:`nearest_rmse` of face points (N, 3) moved onto mesh vertices (M, 3) by :func:`icp`."""
+    rot, trans = icp(face, vertices, iterations)
+    return nearest_rmse(face @ rot.T + trans, vertices)
+
+
 def with_unaligned(name: str, entry: dict) -> dict[str, float]:
-    """Flat results of the mesh RMSE: the ICP-aligned value and ``name_unaligned``."""
-    return {name: entry["value"], f"{name}_unaligned": entry["unaligned"]}
+    """Flat results of the mesh RMSE: the ICP-aligned value, ``name_unaligned``, the cross-test ``name_cross``
+    (each mesh against another latent's face) and ``name_own_to_cross``."""
+    return {name: entry["value"], f"{name}_unaligned": entry["unaligned"], f"{name}_cross": entry["cross"],
+            f"{name}_own_to_cross": entry["own_to_cross"]}
+
+
+def pearson(a: Tensor, b: Tensor) -> float:
+    """Pearson correlation of two equally long 1-D tensors (nan when either is constant)."""
+    a, b = a.double() - a.double().mean(), b.double() - b.double().mean()
+    denominator = float(a.norm() * b.norm())
+    return float((a * b).sum()) / denominator if denominator > 0 else float("nan")
+
+
+def at_pixels(maps: Tensor, points: Tensor) -> Tensor:
+    """(B, K) values of maps (B, 1, H, W) at the nearest pixels of points (B, K, 2) (x = column, y = row)."""
+    B, _, H, W = maps.shape
+    col = points[..., 0].round().long().clamp(0, W - 1)
+    row = points[..., 1].round().long().clamp(0, H - 1)
+    return maps[:, 0].reshape(B, -1).gather(1, row * W + col)
+
+
+@torch.no_grad()
+def depth_change_correlation(ctx: MetricContext) -> dict:
+    """The official depth-change correlation: per subject the expression is redrawn; at the face's landmarks the
+    change of the generated depth is correlated (Pearson, over every visible landmark of every subject) with the
+    change of the input mesh's depth, frontal camera. 1: the geometry moves exactly as the code's mesh; ~0: the
+    expression code does not reach the geometry."""
+    G, st = ctx.G, ctx.settings
+    layout = face_layout(G, ctx.metric.name)
+    g, g_render = torch.Generator().manual_seed(ctx.seed), render_generator(G, ctx.seed)
+    generated, mesh = [], []
+    for s in range(0, ctx.num_gen, ctx.batch):
+        b = min(ctx.batch, ctx.num_gen - s)
+        z = torch.randn(b, G.z_dim, generator=g).to(G.device)
+        codes = [G.face_code(z), G.face_code(z).clone()]
+        other = G.face_code(torch.randn(b, G.z_dim, generator=g).to(G.device))
+        codes[1][:, layout.expression] = other[:, layout.expression]
+        cams = _frontal_cameras(G, b)
+        depth = [_render_output(ctx, z, c, cams, g_render).depth for c in codes]
+        renders = [G.face_renders(c, cams, depth[0].shape[-1]) for c in codes]
+        points = renders[0].landmarks
+        seen = (at_pixels(renders[0].mask, points) > 0.5) & (at_pixels(renders[1].mask, points) > 0.5)
+        generated.append((at_pixels(depth[1], points) - at_pixels(depth[0], points))[seen].cpu())
+        mesh.append((at_pixels(renders[1].mesh_depth, points) - at_pixels(renders[0].mesh_depth, points))[seen].cpu())
+    generated_change, mesh_change = torch.cat(generated), torch.cat(mesh)
+    return {"value": pearson(generated_change, mesh_change), "landmarks": len(mesh_change),
+            "mean_abs_mesh_change": float(mesh_change.abs().mean()) if len(mesh_change) else float("nan"),
+            "mean_abs_generated_change": float(generated_change.abs().mean()) if len(mesh_change) else float("nan"),
+            "num_gen": ctx.num_gen, "truncation_psi": st.truncation_psi, "resolution": st.resolution,
+            "seed": ctx.seed, "units": "Pearson correlation of depth changes (world units) at landmark pixels"}
 
 
 @torch.no_grad()
@@ -338,9 +406,12 @@ register_metric(Metric("face_disentanglement", disentanglement, num_gen=16, need
 register_metric(Metric("face_mesh_rmse", mesh_consistency, num_gen=8, needs=Needs(depth=True, cameras=False),
                        flatten=with_unaligned))
 register_metric(Metric("face_landmark_error", landmark_consistency, num_gen=64, needs=FACE_METRIC_NEEDS))
+register_metric(Metric("face_depth_change_correlation", depth_change_correlation, num_gen=16, needs=FACE_METRIC_NEEDS,
+                       higher_is_better=True))
 
-__all__ = ["FACTORS", "FACE_METRIC_NEEDS", "OFFICIAL_SPREADS", "FaceMetricsConfig", "disentanglement",
+__all__ = ["FACTORS", "FACE_METRIC_NEEDS", "OFFICIAL_SPREADS", "FaceMetricsConfig", "aligned_rmse", "at_pixels",
+           "depth_change_correlation", "disentanglement",
            "disentanglement_score", "face_layout", "face_surface_points", "factor_spread", "factor_values",
            "generated_vertices", "icp", "iso_level", "kabsch", "landmark_consistency", "landmark_error",
-           "mesh_consistency", "nearest_neighbours", "nearest_rmse", "regressor_from", "variation_latents", "with_factor_scores",
+           "mesh_consistency", "nearest_neighbours", "nearest_rmse", "pearson", "regressor_from", "variation_latents", "with_factor_scores",
            "with_unaligned"]
