@@ -287,3 +287,23 @@ def test_without_a_regressor_the_regressor_terms_are_off_and_said_so(G, capsys):
     CGOFLoss(G, D, CGOFLossConfig(missing_regressor="error", weights=CGOFLossWeights(recon=0, lm3d=0)))  # nothing needs it
     whitened = whitened_coefficients(torch.zeros(2, FACE_CODE_DIM))
     assert whitened.pose.shape == (2, 6)
+
+
+def test_the_silhouette_channel_reaches_cgofs_discriminator(G):
+    """With loss.silhouette, D takes colour + the generated opacity (real: the masks) in both players' phases."""
+    from aware3d.errors import ConfigError
+    from aware3d.nn.progressive_discriminator import ProgressiveDiscriminator, ProgressiveDiscriminatorConfig
+
+    def disc(channels: int):
+        return ProgressiveDiscriminator(ProgressiveDiscriminatorConfig(max_resolution=16, channel_base=64,
+                                                                       channel_max=16, latent_dim=0,
+                                                                       in_channels=channels))
+    off = CGOFLossConfig(weights=CGOFLossWeights(recon=0, lm3d=0))
+    with pytest.raises(ConfigError, match="discriminator.in_channels=4"):
+        CGOFLoss(G, disc(3), replace(off, silhouette=True))
+    recipe = CGOFLoss(G, disc(4), replace(off, silhouette=True))
+    z = G.z_from_seeds([1, 2])
+    seen = recipe._seen_by_d(G(z, frontal(G, 2), resolution=8, render=G.eval_render_config(4)))
+    assert seen.shape == (2, 4, 8, 8)
+    out = G(z, frontal(G, 2), resolution=8, render=G.eval_render_config(4))
+    assert torch.allclose(seen[:, 3:], out.opacity * 2 - 1) and torch.equal(seen[:, :3], out.image)

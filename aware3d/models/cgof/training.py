@@ -37,6 +37,7 @@ from ...faces import CoefficientStatistics, FaceCoefficientRegressor, load_regre
 from ...losses.base import Chunk, StageState
 from ...losses.gan import nonsaturating_g, top_k_logits
 from ...losses.pigan import PiGANLoss, PiGANLossConfig
+from ...losses.silhouette import fake_silhouette
 from ...nn.progressive_discriminator import ProgressiveDiscriminatorConfig
 from ...rendering import RenderConfig
 from ...training.curriculum import Curriculum, Stage
@@ -87,6 +88,9 @@ class CGOFLossConfig:
     """Distance of the normal term's random neighbour from the surface point (world units) [h_sample]."""
     landmark_frame: float = 256.0
     """Image width the 2-D landmark distance is measured in (the official 256-px frame)."""
+    silhouette: bool = False
+    """Give D the real masks and the generated opacity as a 4th channel (:mod:`aware3d.losses.silhouette`; not in
+    the official code; needs a dataset with masks and ``discriminator.in_channels=4``)."""
 
     def __post_init__(self) -> None:
         check_config(self, {"r1_interval": AT_LEAST_ONE, "z_lambda": NON_NEGATIVE, "topk_v": UNIT_INTERVAL,
@@ -98,7 +102,8 @@ class CGOFLossConfig:
         """The pi-GAN part of the recipe (R1 and pose weights from :attr:`weights`)."""
         return PiGANLossConfig(r1_gamma=self.weights.r1, r1_interval=self.r1_interval, pos_lambda=self.weights.pos,
                                z_lambda=self.z_lambda, topk_v=self.topk_v, topk_interval=self.topk_interval,
-                               grad_clip=self.grad_clip, identity_loss=self.identity_loss)
+                               grad_clip=self.grad_clip, identity_loss=self.identity_loss,
+                               silhouette=self.silhouette)
 
     def ratio_schedule(self) -> Schedule:
         """The near-mesh ratio by step (:func:`~aware3d.models.cgof.losses.near_mesh_ramp`)."""
@@ -171,9 +176,13 @@ class CGOFLoss(PiGANLoss):
                                      generator=chunk.generator, draws=chunk.draws,
                                      near_mesh_ratio=self.near_mesh_ratio(stage.step))
 
+    def _seen_by_d(self, out) -> Tensor:
+        """A render as D sees it: the image, with the opacity as a 4th channel under ``silhouette``."""
+        return fake_silhouette(out.image, out.opacity) if self.cgof.silhouette else out.image
+
     def _generate(self, chunk: Chunk, stage: StageState) -> Tensor:
         w = self.G.mapping(chunk.z)
-        return self.G.output(self._render(chunk, stage, w), w, render=stage.render).image
+        return self._seen_by_d(self.G.output(self._render(chunk, stage, w), w, render=stage.render))
 
     # ---------------------------------------------------------------------------------- the CGOF terms
     def _regressor_terms(self, chunk: Chunk, w: Tensor, details: CGOFRender, image: Tensor,
@@ -274,7 +283,7 @@ class CGOFLoss(PiGANLoss):
         w = self.G.mapping(chunk.z)
         details = self._render(chunk, stage, w)
         out = self.G.output(details, w, render=stage.render)
-        fake = self.D(chunk.augment(out.image), stage.alpha)
+        fake = self.D(chunk.augment(self._seen_by_d(out)), stage.alpha)
         adv = nonsaturating_g(top_k_logits(fake.logits, self.config.topk_fraction(stage.step)))
         ident, stats = self._identity_terms(fake, chunk)
         terms = self._cgof_terms(chunk, stage, w, details, out.image, out.depth[:, 0])
