@@ -15,7 +15,7 @@ w / w+ (:func:`style_groups`); a family calls the ones that fit it. Nothing here
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, Mapping
 
 import torch
@@ -96,9 +96,9 @@ class LatentSpace:
         def compose(values: Mapping[str, Tensor]) -> SynthesisLatent:
             latent = self.compose(values)
             own = latent.condition or Condition()
-            joined = Condition(*(b if b is not None else a for a, b in zip(
-                (own.light, own.face, own.class_label), (fixed.light, fixed.face, fixed.class_label))))
-            return SynthesisLatent(latent.w, joined)
+            joined = {f.name: getattr(own, f.name) if getattr(fixed, f.name) is None else getattr(fixed, f.name)
+                      for f in fields(Condition)}
+            return SynthesisLatent(latent.w, Condition(**joined))
         return LatentSpace(self.groups, compose)
 
     def perturbed(self, offsets: Mapping[str, Tensor], strength: float,
