@@ -355,7 +355,8 @@ def depth_change_correlation(ctx: MetricContext) -> dict:
     for s in range(0, ctx.num_gen, ctx.batch):
         b = min(ctx.batch, ctx.num_gen - s)
         z = torch.randn(b, G.z_dim, generator=g).to(G.device)
-        codes = [G.face_code(z), G.face_code(z).clone()]
+        code = G.face_code(z)
+        codes = [code, code.clone()]
         other = G.face_code(torch.randn(b, G.z_dim, generator=g).to(G.device))
         codes[1][:, layout.expression] = other[:, layout.expression]
         cams = _frontal_cameras(G, b)
