@@ -24,7 +24,7 @@ from aware3d.augment import (
     augment_pipe_from_snapshot,
 )
 from aware3d.augment import matrices as M
-from aware3d.augment.pipe import downsample_2x, upsample_2x
+from aware3d.augment.pipe import COLOR_MULTIPLIERS, GEOMETRIC_MULTIPLIERS, downsample_2x, upsample_2x
 from aware3d.io.safe_unpickle import PickledObject
 from aware3d.nn.stylegan2.layers import downsample2d, upsample2d
 
@@ -206,6 +206,27 @@ def test_colour_acts_on_every_rgb_triplet_and_on_grey_images():
     assert torch.allclose(only_color(grey, contrast=2.0, brightness=0.1), grey * 2 + 0.2, atol=1e-6)
     with pytest.raises(ValueError, match="multiple of 3"):
         only_color(torch.rand(1, 4, 2, 2), brightness=0.1)
+
+
+def test_mask_channels_follow_the_geometry_and_get_no_colour():
+    """A silhouette channel (masks=1) moves with the image and keeps its values: brightness, contrast, a luma flip
+    or a hue change of a mask would be noise to D, not augmentation."""
+    torch.manual_seed(0)
+    img = torch.cat([torch.rand(6, 3, 16, 16) * 2 - 1, (torch.rand(6, 1, 16, 16) > 0.5).float() * 2 - 1], 1)
+    full = AugmentPipe(AugmentConfig(), p=1.0)
+    geometry_only = AugmentPipe(AugmentConfig(**{n: 0.0 for n in COLOR_MULTIPLIERS}), p=1.0)
+    out = full(img, torch.Generator().manual_seed(5), masks=1)
+    # The draws depend on the colour channels only, so the colour part is the 3-channel result ...
+    assert torch.allclose(out[:, :3], full(img[:, :3], torch.Generator().manual_seed(5)), atol=1e-6)
+    # ... and the mask got the same geometric transform (the colour draws come after the geometric ones).
+    assert torch.allclose(out[:, 3:], geometry_only(img[:, 3:], torch.Generator().manual_seed(5)), atol=1e-6)
+    colour_only = AugmentPipe(AugmentConfig(**{n: 0.0 for n in GEOMETRIC_MULTIPLIERS}), p=1.0)
+    moved = colour_only(img, torch.Generator().manual_seed(1), masks=1)
+    assert torch.equal(moved[:, 3:], img[:, 3:]) and not torch.allclose(moved[:, :3], img[:, :3])
+    with pytest.raises(ValueError, match="masks=4 must leave at least one colour channel"):
+        full(img, masks=4)
+    with pytest.raises(ValueError, match="masks="):  # 4 channels as colour: not RGB triplets
+        colour_only(img, torch.Generator().manual_seed(1))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -21,10 +21,12 @@ class SpyPipe(AugmentPipe):
     def __init__(self):
         super().__init__(AugmentConfig(), p=1.0)
         self.calls: list[tuple[int, ...]] = []
+        self.masks: list[int] = []
 
-    def forward(self, images, generator=None):
+    def forward(self, images, generator=None, masks=0):
         self.calls.append(tuple(images.shape))
-        return super().forward(images, generator)
+        self.masks.append(masks)
+        return super().forward(images, generator, masks)
 
 
 class CountingController:
@@ -35,9 +37,10 @@ class CountingController:
         self.seen += logits.numel()
 
 
-@pytest.mark.parametrize("preset, channels", [("pigan-tiny", 3), ("eg3d-tiny", 6), ("epigraf-tiny", 3),
-                                              ("shadegan-tiny", 3)])
-def test_every_image_D_sees_goes_through_the_pipe(tmp_path, preset, channels):
+@pytest.mark.parametrize("preset, channels, masks", [
+    ("pigan-tiny", 3, 0), ("eg3d-tiny", 6, 0), ("epigraf-tiny", 3, 0), ("shadegan-tiny", 3, 0),
+    ("pigan-demo", 4, 1), ("eg3d-demo", 8, 2)])  # the demos' D sees the silhouette: masks the pipe only moves
+def test_every_image_D_sees_goes_through_the_pipe(tmp_path, preset, channels, masks):
     """G main: the fakes; D main: reals and fakes; D reg: the reals (R1 through the augmentation)."""
     trainer = Trainer(TrainOptions(preset=preset, out=str(tmp_path / "run"), steps=1, progress=False,
                                    tensorboard=False, sample_every=0, device="cpu"))
@@ -60,6 +63,7 @@ def test_every_image_D_sees_goes_through_the_pipe(tmp_path, preset, channels):
         expected = 2 if phase.name in ("D_main", "D_both") else 1
         assert len(spy.calls) == expected, (phase.name, spy.calls)
         assert all(c[1] == channels for c in spy.calls), spy.calls
+        assert spy.masks == [masks] * expected
         assert (counter.seen > 0) == (phase.module == "D"), phase.name  # only D's phases see reals
 
 
@@ -78,6 +82,22 @@ def test_dual_images_get_one_transform():
             raw[i:i + 1], size=(16, 16), mode="bilinear", antialias=True), size=(8, 8), mode="bilinear",
             antialias=True)[0]
         assert torch.allclose(b[i], ref.flip(-1) if flipped[i] else ref, atol=1e-5)
+
+
+def test_dual_images_keep_their_silhouettes_out_of_the_colour_transforms():
+    """With a silhouette channel on each of the pair, the colour channels are transformed as without it, and the
+    two masks get the same geometric transform as the images and no colour change."""
+    torch.manual_seed(0)
+    image, raw = torch.rand(3, 4, 16, 16) * 2 - 1, torch.rand(3, 4, 8, 8) * 2 - 1
+    pipe = AugmentPipe(AugmentConfig(), p=1.0)
+    geometry_only = AugmentPipe(AugmentConfig(**{n: 0.0 for n in ("brightness", "contrast", "lumaflip", "hue",
+                                                                  "saturation")}), p=1.0)
+    a, b = augment_pair(image, raw, DAugment(pipe, torch.Generator().manual_seed(2)), masks=1)
+    assert a.shape == image.shape and b.shape == raw.shape
+    ref_a, ref_b = augment_pair(image[:, :3], raw[:, :3], DAugment(pipe, torch.Generator().manual_seed(2)))
+    assert torch.allclose(a[:, :3], ref_a, atol=1e-6) and torch.allclose(b[:, :3], ref_b, atol=1e-6)
+    mask_a, mask_b = augment_pair(image[:, 3:], raw[:, 3:], DAugment(geometry_only, torch.Generator().manual_seed(2)))
+    assert torch.allclose(a[:, 3:], mask_a, atol=1e-6) and torch.allclose(b[:, 3:], mask_b, atol=1e-6)
 
 
 def fast_ada(interval: int) -> tuple[str, ...]:

@@ -8,7 +8,9 @@ reflect padding wide enough for the transformed corners, 2x upsampling with the 
 low-pass, bilinear ``grid_sample`` of the affine grid, 2x downsampling with the same filter (correlated), as the
 official pipeline does. The colour group (brightness, contrast, luma flip, hue rotation, saturation) is one
 4x4 matrix per sample applied to every RGB triplet of the channels, so a 6-channel stack of two images (a
-dual discriminator's pair) or of several frames gets the same transform on each.
+dual discriminator's pair) or of several frames gets the same transform on each. Trailing *mask* channels (a
+silhouette: opacity or a foreground mask, ``masks=`` in :meth:`AugmentPipe.forward`) follow the geometric group
+only, since a brightness or hue change has no meaning for them.
 
 Deliberate differences from the official code: every random number comes from an optional
 ``torch.Generator`` (reproducible per chunk); nothing is resampled when no sample drew a geometric transform
@@ -384,7 +386,8 @@ def apply_color(images: Tensor, C: Tensor) -> Tensor:
         return images * row[:, :3].sum(1).reshape(B, 1, 1, 1) + row[:, 3].reshape(B, 1, 1, 1)
     if ch % 3 != 0:
         raise ValueError(f"colour augmentation needs 1 channel or a multiple of 3 (RGB triplets), got {ch}; "
-                         "disable the colour group (AugmentConfig brightness/contrast/lumaflip/hue/saturation = 0)")
+                         "pass mask channels as masks= (they come last), or disable the colour group "
+                         "(AugmentConfig brightness/contrast/lumaflip/hue/saturation = 0)")
     x = images.reshape(B, ch // 3, 3, H * W)
     x = C[:, None, :3, :3] @ x + C[:, None, :3, 3:]
     return x.reshape(B, ch, H, W)
@@ -394,8 +397,9 @@ class AugmentPipe(nn.Module):
     """ADA's augmentation pipeline: ``forward(images, generator)`` augments a batch with probability ``p`` (a
     buffer: saved in the state dict, so a resumed run continues with the same p).
 
-    Images are (B, C, H, W) floats in [-1, 1], C = 1 or a multiple of 3; the output has the same shape and
-    stays differentiable in the input (R1 on augmented reals, G's loss through D).
+    Images are (B, C, H, W) floats in [-1, 1]: C - masks colour channels (1 or a multiple of 3), then ``masks``
+    mask channels that get the geometric transforms only; the output has the same shape and stays differentiable
+    in the input (R1 on augmented reals, G's loss through D).
     """
 
     def __init__(self, config: AugmentConfig = AugmentConfig(), p: float = 0.0) -> None:
@@ -415,17 +419,20 @@ class AugmentPipe(nn.Module):
         p = self.p.detach().float()
         return draw_geometric(self.config, p, draws, width, height), draw_color(self.config, p, draws, channels)
 
-    def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def forward(self, images: Tensor, generator: torch.Generator | None = None, masks: int = 0) -> Tensor:
+        """``images`` augmented; their last ``masks`` channels are masks (geometric transforms only)."""
         if images.ndim != 4 or not images.is_floating_point():
             raise ValueError(f"AugmentPipe expects (B, C, H, W) float images, got {tuple(images.shape)} "
                              f"{images.dtype}")
         B, C, H, W = images.shape
-        geometric, color = self.draw(B, C, H, W, generator)
-        return self.transform(images, geometric, color)
+        if not 0 <= masks < C:
+            raise ValueError(f"AugmentPipe: masks={masks} must leave at least one colour channel of the {C}")
+        geometric, color = self.draw(B, C - masks, H, W, generator)
+        return self.transform(images, geometric, color, masks)
 
-    def transform(self, images: Tensor, geometric: GeometricParams, color: ColorParams) -> Tensor:
-        """Apply given parameters; a group (or, with ``exact_blit``, the blit / general part) is skipped when
-        no sample has a non-identity transform in it."""
+    def transform(self, images: Tensor, geometric: GeometricParams, color: ColorParams, masks: int = 0) -> Tensor:
+        """Apply given parameters (the colour group to all but the last ``masks`` channels); a group (or, with
+        ``exact_blit``, the blit / general part) is skipped when no sample has a non-identity transform in it."""
         if self.config.exact_blit:
             images = apply_blit(images, geometric)
             G_inv = general_inverse_matrix(geometric).to(images.device)
@@ -435,7 +442,9 @@ class AugmentPipe(nn.Module):
             images = apply_geometric(images, G_inv, self.filter_taps.to(images.device))
         C = color_matrix(color).to(images.device)
         if not _is_identity(C):
-            images = apply_color(images, C)
+            colour = images.shape[1] - masks
+            images = torch.cat([apply_color(images[:, :colour], C), images[:, colour:]], 1) if masks else \
+                apply_color(images, C)
         return images
 
 

@@ -64,12 +64,13 @@ class DAugment:
     controller: AdaptiveP | None = None
     """The adaptive-p controller (ada), which counts the signs of D's real logits."""
 
-    def __call__(self, images: Tensor) -> Tensor:
-        """``images`` (B, C, H, W) augmented, every sample on its own (C a multiple of 3: stacked RGB images, e.g.
-        an image and its raw render, get the same transform)."""
+    def __call__(self, images: Tensor, masks: int = 0) -> Tensor:
+        """``images`` (B, C, H, W) augmented, every sample on its own: the first C - masks channels are colour (1
+        or a multiple of 3: stacked RGB images, e.g. an image and its raw render, get the same transform), the last
+        ``masks`` channels (e.g. a silhouette) get the same geometric transform and no colour change."""
         if self.pipe is None:
             return images
-        return self.pipe(images, generator=self.generator)
+        return self.pipe(images, generator=self.generator, masks=masks)
 
     def observe_real(self, logits: Tensor) -> None:
         """Count sign(D(real)) toward the ADA heuristic (a no-op unless p adapts)."""
@@ -79,17 +80,21 @@ class DAugment:
 
 
 
-def augment_pair(image: Tensor, low_res: Tensor, augment: DAugment) -> tuple[Tensor, Tensor]:
+def augment_pair(image: Tensor, low_res: Tensor, augment: DAugment, masks: int = 0) -> tuple[Tensor, Tensor]:
     """One transform per sample for an image (B, C, H, W) and its lower-resolution companion (B, C', h, w), e.g. a
     super-resolved image and its raw render: the companion is resized up (bilinear, antialiased), both are
     augmented as one (C + C')-channel stack and the companion is resized back, as the StyleGAN-family dual
-    discriminators' official loops do."""
-    size = image.shape[-2:]
+    discriminators' official loops do. The last ``masks`` channels of each (a silhouette) are moved behind all
+    colour channels for the pipe, so they get the geometric transform only, and put back."""
+    size, c, c_low = image.shape[-2:], image.shape[1], low_res.shape[1]
     up = F.interpolate(low_res, size=size, mode="bilinear", align_corners=False, antialias=True)
-    both = augment(torch.cat([image, up], dim=1))
-    down = F.interpolate(both[:, image.shape[1]:], size=low_res.shape[-2:], mode="bilinear", align_corners=False,
-                         antialias=True)
-    return both[:, :image.shape[1]], down
+    stack = torch.cat([image[:, :c - masks], up[:, :c_low - masks], image[:, c - masks:], up[:, c_low - masks:]], 1)
+    out = augment(stack, masks=2 * masks)
+    colour, mask = out[:, :c + c_low - 2 * masks], out[:, c + c_low - 2 * masks:]
+    image = torch.cat([colour[:, :c - masks], mask[:, :masks]], 1)
+    up = torch.cat([colour[:, c - masks:], mask[:, masks:]], 1)
+    down = F.interpolate(up, size=low_res.shape[-2:], mode="bilinear", align_corners=False, antialias=True)
+    return image, down
 
 
 __all__ = ["AugmentMode", "DAugment", "DAugmentConfig", "augment_pair"]

@@ -114,6 +114,11 @@ class PiGANLoss(RecipeBase):
                      condition=chunk.condition, draws=chunk.draws)
         return fake_silhouette(out.image, out.opacity) if self.config.silhouette else out.image
 
+    @property
+    def _masks(self) -> int:
+        """How many trailing channels of D's inputs are masks, which augmentation only moves (the silhouette)."""
+        return int(self.config.silhouette)
+
     def _real_inputs(self, chunk: Chunk) -> Tensor:
         """The real images as D sees them: colour, and with ``silhouette`` the dataset's mask as a 4th channel."""
         return real_silhouette(chunk, "loss.silhouette") if self.config.silhouette else chunk.real_images
@@ -148,7 +153,7 @@ class PiGANLoss(RecipeBase):
     def loss(self, phase: Phase, chunk: Chunk, stage: StageState) -> tuple[Tensor, dict[str, Tensor]]:
         cfg = self.config
         if phase.module == "G":
-            fake = self.D(chunk.augment(self._generate(chunk, stage)), stage.alpha)
+            fake = self.D(chunk.augment(self._generate(chunk, stage), self._masks), stage.alpha)
             adv = nonsaturating_g(top_k_logits(fake.logits, cfg.topk_fraction(stage.step)))
             ident, stats = self._identity_terms(fake, chunk)
             return adv + ident, {"G/adv": adv.detach(), **{f"G/{k}": v for k, v in stats.items()}}
@@ -158,12 +163,12 @@ class PiGANLoss(RecipeBase):
         loss = torch.zeros((), device=chunk.z.device)
         stats: dict[str, Tensor] = {}
         real_images = self._real_inputs(chunk).detach().requires_grad_(with_r1)
-        real = self.D(chunk.augment(real_images), stage.alpha)
+        real = self.D(chunk.augment(real_images, self._masks), stage.alpha)
         chunk.augment.observe_real(real.logits)
         if with_main:
             with torch.no_grad():
                 fake_images = self._generate(chunk, stage)
-            fake = self.D(chunk.augment(fake_images), stage.alpha)
+            fake = self.D(chunk.augment(fake_images, self._masks), stage.alpha)
             adv = logistic_d(real.logits, fake.logits)
             ident, ident_stats = self._identity_terms(fake, chunk)
             loss = loss + adv + ident

@@ -283,7 +283,7 @@ class CGOFLoss(PiGANLoss):
         w = self.G.mapping(chunk.z)
         details = self._render(chunk, stage, w)
         out = self.G.output(details, w, render=stage.render)
-        fake = self.D(chunk.augment(self._seen_by_d(out)), stage.alpha)
+        fake = self.D(chunk.augment(self._seen_by_d(out), self._masks), stage.alpha)
         adv = nonsaturating_g(top_k_logits(fake.logits, self.config.topk_fraction(stage.step)))
         ident, stats = self._identity_terms(fake, chunk)
         terms = self._cgof_terms(chunk, stage, w, details, out.image, out.depth[:, 0])

@@ -224,7 +224,7 @@ class EG3DLoss(RecipeBase):
         # As the official run_D: only the final image is blurred here (real raw images were blurred before).
         image = gaussian_blur(image, self.config.blur_sigma(stage.images_seen))
         if chunk.augment.pipe is not None:
-            image, image_raw = augment_pair(image, image_raw, chunk.augment)
+            image, image_raw = augment_pair(image, image_raw, chunk.augment, masks=int(self.config.silhouette))
         if class_label is None:  # the unconditional call, exactly as before class conditioning existed
             return self.D(image, image_raw, c, generator=chunk.generator)
         return self.D(image, image_raw, c, class_label=class_label, generator=chunk.generator)
