@@ -70,8 +70,8 @@ def eg3d_train_presets() -> dict[str, TrainPreset]:
         # (the seed that collapsed with every other change: SWD 157-160 with R1 x4, lr / 2, lr / 4 or ADA) gave
         # SWD 83, depth error 0.013, separation 0.059; a D that was 8 channels wide at full resolution could not
         # see colour fringes or mode collapse (a wider D with channel_max 64 too: SWD 90, depth error 0.025).
-        # The demo at 10 min (1 thread, ~3,000 steps), seeds 0/1/2: SWD 73/83/72 (D 256: 119/157/113, the last two
-        # from the 12-min runs), depth error 0.022/0.014/0.029, separation 0.037/0.082/0.030 (about as before).
+        # The demo at 10 min (1 thread, ~3,000 steps), seeds 0/1/2: SWD 73/83/72 (D 256: seed 0 119; seeds 1 and 2
+        # only measured with learning rates / 4, 12 min: 157 and 113), depth error 0.022/0.014/0.029, separation 0.037/0.082/0.030 (about as before).
         "eg3d-demo": TrainPreset(
             "eg3d", "eg3d-tiny",
             DualDiscriminatorConfig(img_resolution=32, channel_base=1024, channel_max=32, num_fp16_res=0,
