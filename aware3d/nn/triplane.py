@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from typing import Literal
 
+from .kernels import using_reference_kernels
 from .stylegan2.layers import FullyConnectedLayer
 
 PlaneAxes = Literal["official", "corrected"]
@@ -61,6 +62,55 @@ def sample_from_planes(planes: Tensor, points: Tensor, box_warp: float, plane_ax
     return feats.permute(0, 3, 2, 1).reshape(N, P, M, C)
 
 
+def plane_table(planes: Tensor) -> Tensor:
+    """(N, P, C, H, W) planes -> (N * P * H * W, C): one row of C features per texel, for
+    :func:`mean_plane_features` (build it once per set of planes, not once per chunk of points)."""
+    return planes.permute(0, 1, 3, 4, 2).reshape(-1, planes.shape[2])
+
+
+def _bilinear_corners(coord: Tensor, size: int, align_corners: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Texel indices (clamped) and weights (0 outside) of the two texels around grid coordinates ``coord``
+    along an axis of ``size`` texels, as ``grid_sample(mode="bilinear", padding_mode="zeros")`` reads them."""
+    if align_corners:
+        pos = (coord + 1) * ((size - 1) / 2)
+    else:
+        pos = ((coord + 1) * size - 1) / 2
+    lo = pos.floor()
+    w_hi = pos - lo
+    w_lo = 1 - w_hi
+    lo_i = lo.long()
+    hi_i = lo_i + 1
+    w_lo = w_lo * ((lo_i >= 0) & (lo_i < size))
+    w_hi = w_hi * ((hi_i >= 0) & (hi_i < size))
+    return lo_i.clamp(0, size - 1), hi_i.clamp(0, size - 1), w_lo, w_hi
+
+
+def mean_plane_features(table: Tensor, grid: Tensor, resolution: tuple[int, int], align_corners: bool) -> Tensor:
+    """Mean over P planes of their bilinear features, as one weighted gather (``embedding_bag``).
+
+    Args:
+        table: (N * P * H * W, C) from :func:`plane_table`.
+        grid: (N, P, M, 2) grid coordinates per plane, ``grid_sample``'s convention (x -> column, y -> row,
+            -1 / +1 the outer texel edges, or the texel centres with ``align_corners``); zeros outside.
+        resolution: (H, W) of the planes.
+    Returns:
+        (N, M, C), equal to ``grid_sample`` on each plane followed by the mean, up to float rounding; the
+        12 texels of a point are read as rows of C contiguous features instead of C strided planes.
+    """
+    N, P, M, _ = grid.shape
+    H, W = resolution
+    x0, x1, wx0, wx1 = _bilinear_corners(grid[..., 0], W, align_corners)
+    y0, y1, wy0, wy1 = _bilinear_corners(grid[..., 1], H, align_corners)
+    base = (torch.arange(N * P, device=grid.device).reshape(N, P, 1) * (H * W))
+    rows0, rows1 = base + y0 * W, base + y1 * W
+    index = torch.stack([rows0 + x0, rows0 + x1, rows1 + x0, rows1 + x1], dim=-1)  # (N, P, M, 4)
+    weight = torch.stack([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1], dim=-1) * (1 / P)
+    index = index.permute(0, 2, 1, 3).reshape(N * M, P * 4)
+    weight = weight.permute(0, 2, 1, 3).reshape(N * M, P * 4).to(table.dtype)
+    out = F.embedding_bag(index, table, per_sample_weights=weight, mode="sum")
+    return out.reshape(N, M, -1)
+
+
 class TriPlaneDecoder(nn.Module):
     """Mean of the three plane features -> FC -> softplus -> FC: raw density + ``output_dim`` colour features.
 
@@ -75,7 +125,10 @@ class TriPlaneDecoder(nn.Module):
 
     def forward(self, plane_features: Tensor) -> tuple[Tensor, Tensor]:
         """(N, 3, M, C) sampled features -> (colour features (N, M, output_dim), raw sigma (N, M, 1))."""
-        x = plane_features.mean(1)
+        return self.decode(plane_features.mean(1))
+
+    def decode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(N, M, C) mean plane features -> (colour features (N, M, output_dim), raw sigma (N, M, 1))."""
         N, M, C = x.shape
         x = self.output(F.softplus(self.hidden(x.reshape(N * M, C)))).reshape(N, M, -1)
         rgb = torch.sigmoid(x[..., 1:]) * (1 + 2 * 0.001) - 0.001
@@ -86,8 +139,22 @@ def triplane_field(planes: Tensor, decoder: TriPlaneDecoder, box_warp: float, pl
     """The shared renderer's field callback for ``planes`` (B, 3, C, H, W):
     ``(points (B, N, 3), view_dirs) -> (colour features (B, N, output_dim), raw sigma (B, N))``."""
 
-    def field(points: Tensor, view_dirs: Tensor) -> tuple[Tensor, Tensor]:
-        rgb, sigma = decoder(sample_from_planes(planes, points, box_warp, plane_axes))
+    if using_reference_kernels():
+        def field(points: Tensor, view_dirs: Tensor) -> tuple[Tensor, Tensor]:
+            rgb, sigma = decoder(sample_from_planes(planes, points, box_warp, plane_axes))
+            return rgb, sigma[..., 0]
+        return field
+    table = plane_table(planes)
+
+    def gathered_field(points: Tensor, view_dirs: Tensor) -> tuple[Tensor, Tensor]:
+        grid = plane_grid(points, box_warp, plane_axes)
+        rgb, sigma = decoder.decode(mean_plane_features(table, grid, planes.shape[-2:], align_corners=False))
         return rgb, sigma[..., 0]
 
-    return field
+    return gathered_field
+
+
+def plane_grid(points: Tensor, box_warp: float, plane_axes: PlaneAxes | str = "official") -> Tensor:
+    """(N, M, 3) world points -> (N, 3, M, 2) grid coordinates on the three planes."""
+    N, M, _ = points.shape
+    return project_onto_planes((2 / box_warp) * points, plane_axes).reshape(N, -1, M, 2).float()

@@ -99,4 +99,4 @@ class SuperResolution(nn.Module):
         x, img = self.block0(features, rgb, ws, **kw)
         raw_alias = img if (self.layout.block0_up == 1 and not resized) else None
         _, img = self.block1(x, img, ws, **kw)
-        return img, raw_alias
+        return img.contiguous(), raw_alias

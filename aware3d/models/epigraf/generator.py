@@ -26,7 +26,8 @@ from torch import Tensor, nn
 from ...cameras import Cameras, rotate_to_world
 from ...nn.stylegan2.layers import FullyConnectedLayer
 from ...nn.stylegan2.networks import MappingNetwork, SynthesisNetwork
-from ...nn.triplane import project_onto_planes
+from ...nn.kernels import using_reference_kernels
+from ...nn.triplane import mean_plane_features, plane_table, project_onto_planes
 from ...rendering import CameraFrameRays, RandomDraws, RenderConfig, density_normals, render_rays
 from ..base import Capabilities, Condition, Generator3D, GeneratorOutput, expand_latent
 from ...inversion.space import LatentSpace, SynthesisLatent, style_groups, style_ws
@@ -75,9 +76,12 @@ class TriPlaneDecoder(nn.Module):
 
     def forward(self, plane_features: Tensor) -> Tensor:
         """(B, 3, N, C) sampled plane features -> (B, N, out_dim)."""
-        B, _, N, C = plane_features.shape
-        x = plane_features.mean(dim=1).reshape(B * N, C)
-        return self.output(self.hidden(x)).view(B, N, -1)
+        return self.decode(plane_features.mean(dim=1))
+
+    def decode(self, x: Tensor) -> Tensor:
+        """(B, N, C) mean plane features -> (B, N, out_dim)."""
+        B, N, C = x.shape
+        return self.output(self.hidden(x.reshape(B * N, C))).view(B, N, -1)
 
 
 def sample_triplanes(planes: Tensor, points: Tensor, cube_scale: float) -> Tensor:
@@ -289,10 +293,20 @@ class EpiGRAFGenerator(Generator3D):
 
     def field_fn(self, planes: Tensor):
         """The shared renderer's field callback over ``planes`` (EpiGRAF-world points)."""
-        def field(points: Tensor, view_dirs: Tensor) -> tuple[Tensor, Tensor]:
-            out = self.sample_planes(planes, points)
+        if using_reference_kernels():
+            def field(points: Tensor, view_dirs: Tensor) -> tuple[Tensor, Tensor]:
+                out = self.sample_planes(planes, points)
+                return out[..., :-1], out[..., -1]
+            return field
+        triplanes = self.triplanes(planes)
+        table = plane_table(triplanes)
+
+        def gathered_field(points: Tensor, view_dirs: Tensor) -> tuple[Tensor, Tensor]:
+            B, N, _ = points.shape
+            grid = project_onto_planes(points / self.config.cube_scale, "corrected").view(B, 3, N, 2)
+            out = self.decoder.decode(mean_plane_features(table, grid, triplanes.shape[-2:], align_corners=True))
             return out[..., :-1], out[..., -1]
-        return field
+        return gathered_field
 
     @torch.no_grad()
     def compute_densities(self, ws: Tensor, points: Tensor, chunk: int = 32 ** 3, planes: Tensor | None = None) -> Tensor:

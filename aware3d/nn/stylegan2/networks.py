@@ -112,7 +112,7 @@ class SynthesisNetwork(nn.Module):
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             w_idx += block.num_conv
             x, img = block(x, img, block_ws, noise_mode=noise_mode, fused_modconv=fused_modconv, generator=generator)
-        return img
+        return img.contiguous()  # the blocks may work channels-last; callers get the standard layout
 
 
 class StyleGAN2Backbone(nn.Module):
