@@ -68,6 +68,12 @@ def plane_table(planes: Tensor) -> Tensor:
     return planes.permute(0, 1, 3, 4, 2).reshape(-1, planes.shape[2])
 
 
+def gathers_slower(planes: Tensor) -> bool:
+    """Whether ``grid_sample`` beats :func:`mean_plane_features` for ``planes``: when gradients flow into the
+    planes (training), as the gather's backward sorts every index to accumulate the texel gradients."""
+    return torch.is_grad_enabled() and planes.requires_grad
+
+
 def _bilinear_corners(coord: Tensor, size: int, align_corners: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Texel indices (clamped) and weights (0 outside) of the two texels around grid coordinates ``coord``
     along an axis of ``size`` texels, as ``grid_sample(mode="bilinear", padding_mode="zeros")`` reads them."""
@@ -139,7 +145,7 @@ def triplane_field(planes: Tensor, decoder: TriPlaneDecoder, box_warp: float, pl
     """The shared renderer's field callback for ``planes`` (B, 3, C, H, W):
     ``(points (B, N, 3), view_dirs) -> (colour features (B, N, output_dim), raw sigma (B, N))``."""
 
-    if using_reference_kernels():
+    if using_reference_kernels() or gathers_slower(planes):
         def field(points: Tensor, view_dirs: Tensor) -> tuple[Tensor, Tensor]:
             rgb, sigma = decoder(sample_from_planes(planes, points, box_warp, plane_axes))
             return rgb, sigma[..., 0]

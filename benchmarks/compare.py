@@ -1,0 +1,394 @@
+"""Exact vs reference kernels (and the fast render mode where a family has one), per family, in one process.
+
+For every family a table of cases (a render of a full-size preset with random weights, a camera-only frame
+on cached tri-planes, a training step of the family's tiny recipe). Each case runs in three modes,
+alternating within each repetition so that machine noise hits all of them alike:
+
+* reference: ``aware3d.nn.kernels.reference_kernels()`` and the official-arithmetic field (what the parity
+  fixtures were matched against; the issue measured it as fast as the official code on this machine);
+* exact: the default kernels and the tools' path (channels-last convolutions, polyphase resampling, one
+  gather over the stacked tri-planes, the folded SIREN), the same outputs within the parity tolerances;
+* fast: the family's approximate render mode, where it has one.
+
+Columns: median seconds, the ratio reference / exact (target >= 2x), the max |exact - reference| of the
+image (render cases, against the parity tolerance), the peak memory the case adds (CPU: RSS sampled every
+5 ms above the RSS before it; CUDA: peak allocated), and the case's GFLOP/s (matmul + convolution FLOPs
+counted by ``torch.utils.flop_counter`` on one run) against the GEMM and convolution ceilings measured in
+the same run.
+
+    python benchmarks/compare.py [--families pigan eg3d epigraf shadegan cgof] [--reps 3] [--device cpu|cuda]
+                                 [--threads N] [--quick] [--json out.json]
+
+``--quick`` shrinks the renders (64 px, EG3D neural rendering 32 px) to check the script itself in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+import aware3d
+from aware3d.nn.kernels import reference_kernels
+
+
+# ------------------------------------------------------------------------------------------ measuring
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def rss_bytes() -> int:
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+@contextlib.contextmanager
+def peak_memory(device: torch.device, result: list[float]):
+    """Appends the peak bytes the block adds (CUDA: max allocated above the start; CPU: sampled RSS)."""
+    if device.type == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        start = torch.cuda.memory_allocated(device)
+        yield
+        sync(device)
+        result.append(torch.cuda.max_memory_allocated(device) - start)
+        return
+    start, peak, done = rss_bytes(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_bytes())
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield
+    finally:
+        done.set()
+        sampler.join()
+        result.append(max(peak[0], rss_bytes()) - start)
+
+
+def best_gflops(fn: Callable[[], object], flop: float, device: torch.device, reps: int = 5) -> float:
+    fn()
+    sync(device)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return flop / best / 1e9
+
+
+def ceilings(device: torch.device) -> dict[str, float]:
+    """GFLOP/s of a float32 GEMM and of a 3x3 convolution (channels-last), best of 5, this process."""
+    n = 4096 if device.type == "cuda" else 2048
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    c = torch.empty(n, n, device=device)
+    gemm = best_gflops(lambda: torch.mm(a, b, out=c), 2 * n ** 3, device)
+    size, ch = (256, 256) if device.type == "cuda" else (128, 256)
+    x = torch.randn(1 if device.type == "cpu" else 8, ch, size, size, device=device).to(memory_format=torch.channels_last)
+    w = torch.randn(ch, ch, 3, 3, device=device).to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        conv = best_gflops(lambda: torch.nn.functional.conv2d(x, w, padding=1),
+                           2 * x.shape[0] * ch * ch * 9 * size * size, device)
+    return {"gemm": gemm, "conv": conv}
+
+
+class FlopCount(TorchDispatchMode):
+    """Sums the matmul and convolution FLOPs of every op run inside (torch's own FLOP formulas), without
+    FlopCounterMode's per-module tracking (which breaks ``autograd.grad`` in the R1 penalty)."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
+
+
+def count_flop(fn: Callable[[], object]) -> float:
+    with FlopCount() as counter:
+        fn()
+    return float(counter.total)
+
+
+# ------------------------------------------------------------------------------------------ cases
+@dataclass
+class Case:
+    """One row: ``modes`` maps a mode name to a zero-argument function returning an image (or None)."""
+
+    family: str
+    name: str
+    modes: dict[str, Callable[[], torch.Tensor | None]]
+    tolerance: float | None = None
+    """The parity tolerance the exact image must stay within (max abs vs the reference); None: not compared."""
+    official: float | None = None
+    """The official code's seconds for this case from the reference fixtures (another run: a hint, not a ratio)."""
+    batch: int = 1
+    """Images per call (the per-second column is batch / seconds)."""
+    results: dict[str, dict] = field(default_factory=dict)
+
+
+def official_seconds(family: str, file: str, *keys: str) -> float | None:
+    """A median from ``$AWARE3D_REFERENCE/<family>/<file>`` (None when absent)."""
+    root = Path(os.environ.get("AWARE3D_REFERENCE", Path(__file__).resolve().parents[2] / "shared" / "reference"))
+    try:
+        node = json.loads((root / family / file).read_text())
+        for k in keys:
+            node = node[k]
+        return float(node["median_s"])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+PIGAN_OFFICIAL = {64: ("render_set_final_7reps", "forward_64x64_b1_steps12_hier"),
+                  128: ("render_set_final_7reps", "staged_forward_128x128_b1_steps12_hier")}
+
+
+def in_reference(fn: Callable[[], torch.Tensor | None]) -> Callable[[], torch.Tensor | None]:
+    def run():
+        with reference_kernels():
+            return fn()
+    return run
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool = True):
+    """TensorFloat-32 matmuls and convolutions on CUDA inside the block (off elsewhere in this script)."""
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def with_tf32(fn: Callable) -> Callable:
+    def run():
+        with tf32():
+            return fn()
+    return run
+
+
+COMPILE = False
+"""Whether :func:`gpu_modes` adds a torch.compile mode (--compile; compiling takes minutes per case)."""
+GPU_CHUNK = 2 ** 21
+"""Points per field call on CUDA (the CPU chunk of 16384 would make a GPU render a loop of Python calls)."""
+
+
+def gpu_modes(modes: dict[str, Callable]) -> dict[str, Callable]:
+    """On CUDA: the exact mode with TF32 (and with --compile, torch.compile's default mode with TF32)."""
+    exact = modes["exact"]
+    extra = {"tf32": with_tf32(exact)}
+    if COMPILE:
+        extra["compiled"] = with_tf32(torch.compile(exact))
+    return {**modes, **extra}
+
+
+def render_modes(G, cams, *, fast_kw: dict | None = None, **kw) -> dict[str, Callable]:
+    """reference / exact (/ fast) renders of latent seed 0 with the tools' settings."""
+    w = G.mapping(G.z_from_seeds([0]), 0.7).detach()
+
+    def render(exact_field: bool, **extra):
+        def run():
+            gen = torch.Generator(device=G.device).manual_seed(0)
+            return G.synthesis(w, cams, fast=not exact_field, generator=gen, **kw, **extra).image
+        return run
+
+    modes = {"reference": in_reference(render(True)), "exact": render(False)}
+    if fast_kw is not None:
+        modes["fast"] = render(False, **fast_kw)
+    return modes
+
+
+def siren_cases(family: str, preset: str, sizes: list[int], device: torch.device, batch: int = 1) -> list[Case]:
+    G = aware3d.load(preset, device=device)
+    p = G.config.pose
+    cams = G.cameras([p.yaw_mean + 0.05 * i for i in range(batch)], [p.pitch_mean] * batch)
+    cfg = G.eval_render_config(12, **({"max_points": GPU_CHUNK} if device.type == "cuda" else {}))
+    cases = []
+    for s in sizes:
+        modes = render_modes(G, cams, resolution=s, render=cfg)
+        cases.append(Case(family, f"render {preset} {s} px, 12+12 samples, batch {batch}",
+                          gpu_modes(modes) if device.type == "cuda" else modes, tolerance=1e-4, batch=batch,
+                          official=official_seconds("pigan", "timings.json", *PIGAN_OFFICIAL[s])
+                          if family == "pigan" and s in PIGAN_OFFICIAL and batch == 1 else None))
+    return cases
+
+
+def eg3d_cases(preset: str, nrr: list[int], device: torch.device) -> list[Case]:
+    G = aware3d.load(preset, device=device)
+    cams = G.cameras([G.config.pose.yaw_mean], [G.config.pose.pitch_mean])
+    cfg = G.eval_render_config(**({"max_points": GPU_CHUNK} if device.type == "cuda" else {}))
+    cases = []
+    for r in nrr:
+        full = render_modes(G, cams, resolution=r, render=cfg)
+        with torch.no_grad():
+            ws = G.mapping(G.z_from_seeds([0]), 0.7)
+            planes = G.planes(ws)
+
+        def camera_only(r=r):
+            gen = torch.Generator(device=G.device).manual_seed(0)
+            return G.render_planes(planes, ws, cams, resolution=r, render=cfg, generator=gen).image
+
+        cached = {"reference": in_reference(camera_only), "exact": camera_only}
+        if device.type == "cuda":
+            full, cached = gpu_modes(full), gpu_modes(cached)
+        cases.append(Case(G.family, f"{preset} {G.config.img_resolution} px frame, neural {r} px", full, 1e-4,
+                          official_seconds("eg3d", "timing.json", "full", f"mapping+synthesis_nrr{r}")))
+        cases.append(Case(G.family, f"{preset} camera-only frame, neural {r} px", cached, 1e-4))
+    return cases
+
+
+def train_case(family: str, preset: str, device: torch.device, tmp: str, stage: dict | None = None,
+               official: float | None = None) -> Case:
+    """A training step (G and D phases, the recipe's regularisers) of ``preset`` (with its first curriculum stage
+    replaced by ``stage``): one trainer per mode, built alike, stepped in turn."""
+    from aware3d.training.config import TrainOptions
+    from aware3d.training.trainer import Trainer
+
+    def trainer(tag: str):
+        return Trainer(TrainOptions(preset=preset, out=str(Path(tmp) / f"{preset}-{tag}"), steps=10 ** 9,
+                                    device=str(device), sample_every=0, checkpoint_every=10 ** 9, progress=False,
+                                    tensorboard=False,
+                                    override=() if stage is None else ("curriculum.stages=" + json.dumps([stage]),)))
+
+    def stepper(t) -> Callable[[], None]:
+        def step() -> None:
+            t.step()
+        return step
+
+    ref, exact = trainer("reference"), trainer("exact")
+    name = f"training step {preset}" + ("" if stage is None else f" {stage['resolution']} px, batch {stage['batch_size']}")
+    return Case(family, name, {"reference": in_reference(stepper(ref)), "exact": stepper(exact)}, official=official)
+
+
+PIGAN_OFFICIAL_STAGE = {"start": 0, "resolution": 32, "batch_size": 8, "batch_split": 2, "num_samples": 12,
+                        "num_importance": 12, "g_lr": 6e-5, "d_lr": 2e-4}
+"""The official pi-GAN timing's training settings (CelebA, 32x32, batch 8 split 2)."""
+
+
+def build_cases(families: list[str], device: torch.device, quick: bool, tmp: str) -> list[Case]:
+    sizes = [64] if quick else [64, 128]
+    gpu = device.type == "cuda"
+    builders = {
+        "pigan": lambda: siren_cases("pigan", "pigan-celeba", [128, 256] if gpu else sizes, device, 8 if gpu else 1),
+        "shadegan": lambda: siren_cases("shadegan", "shadegan-celeba-view", sizes[:1], device),
+        "cgof": lambda: siren_cases("cgof", "cgof-celeba", sizes[:1], device),
+        "eg3d": lambda: eg3d_cases("eg3d-ffhq", [32] if quick else [64, 128], device),
+        "epigraf": lambda: siren_cases("epigraf", "epigraf-ffhq-512", [64] if quick else [128], device),
+    }
+    cases = []
+    for family in families:
+        cases += builders[family]()
+        cases.append(train_case(family, f"{family}-tiny", device, tmp))
+        if family == "pigan" and not quick:
+            cases.append(train_case(family, "pigan-celeba", device, tmp, PIGAN_OFFICIAL_STAGE, official_seconds(
+                "pigan", "timings.json", "train_step_final_3reps", "celeba_settings_32x32_batch8_split2")))
+    return cases
+
+
+# ------------------------------------------------------------------------------------------ running
+def run_case(case: Case, reps: int, device: torch.device) -> None:
+    outputs, times, memory = {}, {m: [] for m in case.modes}, {m: [] for m in case.modes}
+    with torch.no_grad() if case.tolerance is not None else contextlib.nullcontext():
+        for mode, fn in case.modes.items():  # warm-up (and compilation), outputs, FLOP counts
+            outputs[mode] = fn()
+            case.results[mode] = {"flop": count_flop(case.modes["exact"] if mode == "compiled" else fn)}
+        for _ in range(reps):
+            for mode, fn in case.modes.items():
+                with peak_memory(device, memory[mode]):
+                    sync(device)
+                    t0 = time.perf_counter()
+                    fn()
+                    sync(device)
+                    times[mode].append(time.perf_counter() - t0)
+    for mode in case.modes:
+        r = case.results[mode]
+        r.update(seconds=statistics.median(times[mode]), peak_mib=max(memory[mode]) / 2 ** 20)
+        r["gflops"] = r["flop"] / r["seconds"] / 1e9
+        if outputs.get("reference") is not None and outputs[mode] is not None:
+            r["max_abs_vs_reference"] = float((outputs[mode] - outputs["reference"]).abs().max())
+            r["mean_abs_vs_reference"] = float((outputs[mode] - outputs["reference"]).abs().mean())
+
+
+def print_case(case: Case, ceil: dict[str, float]) -> None:
+    ref = case.results["reference"]["seconds"]
+    print(f"\n[{case.family}] {case.name}")
+    print(f"  {'mode':10s} {'seconds':>9s} {'ref/mode':>9s} {'target':>7s} {'max|d|':>9s} {'peak MiB':>9s} "
+          f"{'GFLOP/s':>8s} {'of GEMM':>8s} {'of conv':>8s} {'images/s':>9s}")
+    for mode, r in case.results.items():
+        speed = ref / r["seconds"]
+        target = {"exact": ">= 2x", "fast": ">= 10x"}.get(mode, "")
+        diff = r.get("max_abs_vs_reference")
+        diff_s = "" if diff is None or mode == "reference" else f"{diff:9.1e}"
+        print(f"  {mode:10s} {r['seconds']:9.3f} {speed:8.2f}x {target:>7s} {diff_s:>9s} {r['peak_mib']:9.0f} "
+              f"{r['gflops']:8.1f} {r['gflops'] / ceil['gemm']:8.1%} {r['gflops'] / ceil['conv']:8.1%} "
+              f"{case.batch / r['seconds']:9.2f}")
+    if case.official is not None:
+        print(f"  official code, reference fixture's own run (another process and load): {case.official:.3f} s")
+    if case.tolerance is not None and "max_abs_vs_reference" in case.results["exact"]:
+        ok = case.results["exact"]["max_abs_vs_reference"] <= case.tolerance
+        print(f"  exact within the parity tolerance {case.tolerance:g}: {'yes' if ok else 'NO'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--families", nargs="+", default=["pigan", "eg3d", "epigraf", "shadegan", "cgof"],
+                    choices=["pigan", "eg3d", "epigraf", "shadegan", "cgof"])
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--quick", action="store_true", help="small renders: checks the script, not the speed")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument("--compile", action="store_true", help="CUDA: also time torch.compile'd renders")
+    args = ap.parse_args(argv)
+    global COMPILE
+    COMPILE = args.compile
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # exact unless a mode says
+    ceil = ceilings(device)
+    if device.type == "cuda":
+        with tf32():
+            ceil_tf32 = ceilings(device)
+        print(f"TF32 ceilings: GEMM {ceil_tf32['gemm']:.1f} GFLOP/s, conv {ceil_tf32['conv']:.1f} GFLOP/s")
+    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} CPU threads; ceilings: "
+          f"GEMM {ceil['gemm']:.1f} GFLOP/s, 3x3 conv {ceil['conv']:.1f} GFLOP/s")
+    report = {"device": str(device), "threads": torch.get_num_threads(), "ceilings": ceil, "cases": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in build_cases(args.families, device, args.quick, tmp):
+            run_case(case, args.reps, device)
+            print_case(case, ceil)
+            report["cases"].append({"family": case.family, "case": case.name, "official_s": case.official,
+                                    **case.results})
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
