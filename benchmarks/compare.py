@@ -41,6 +41,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 import aware3d
+from aware3d.models.registry import build_generator
 from aware3d.nn.kernels import reference_kernels
 
 
@@ -224,8 +225,12 @@ def render_modes(G, cams, *, fast_kw: dict | None = None, **kw) -> dict[str, Cal
     return modes
 
 
+PRESET_OVERRIDES = {"cgof-celeba": ["face_model=synthetic"]}
+"""Full-size presets that need a licensed file by default: the built-in stand-in (same sizes) instead."""
+
+
 def siren_cases(family: str, preset: str, sizes: list[int], device: torch.device, batch: int = 1) -> list[Case]:
-    G = aware3d.load(preset, device=device)
+    G = build_generator(preset, overrides=PRESET_OVERRIDES.get(preset)).to(device).eval()
     p = G.config.pose
     cams = G.cameras([p.yaw_mean + 0.05 * i for i in range(batch)], [p.pitch_mean] * batch)
     cfg = G.eval_render_config(12, **({"max_points": GPU_CHUNK} if device.type == "cuda" else {}))
@@ -291,14 +296,15 @@ PIGAN_OFFICIAL_STAGE = {"start": 0, "resolution": 32, "batch_size": 8, "batch_sp
 """The official pi-GAN timing's training settings (CelebA, 32x32, batch 8 split 2)."""
 
 
-def build_cases(families: list[str], device: torch.device, quick: bool, tmp: str) -> list[Case]:
+def build_cases(families: list[str], device: torch.device, quick: bool, tmp: str,
+                nrr: list[int] | None = None) -> list[Case]:
     sizes = [64] if quick else [64, 128]
     gpu = device.type == "cuda"
     builders = {
         "pigan": lambda: siren_cases("pigan", "pigan-celeba", [128, 256] if gpu else sizes, device, 8 if gpu else 1),
         "shadegan": lambda: siren_cases("shadegan", "shadegan-celeba-view", sizes[:1], device),
         "cgof": lambda: siren_cases("cgof", "cgof-celeba", sizes[:1], device),
-        "eg3d": lambda: eg3d_cases("eg3d-ffhq", [32] if quick else [64, 128], device),
+        "eg3d": lambda: eg3d_cases("eg3d-ffhq", nrr or ([32] if quick else [64, 128]), device),
         "epigraf": lambda: siren_cases("epigraf", "epigraf-ffhq-512", [64] if quick else [128], device),
     }
     cases = []
@@ -365,6 +371,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="small renders: checks the script, not the speed")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--compile", action="store_true", help="CUDA: also time torch.compile'd renders")
+    ap.add_argument("--nrr", type=int, nargs="+", default=None, help="EG3D neural rendering sizes (64 128)")
+    ap.add_argument("--no-train", action="store_true", help="leave the training-step cases out")
     args = ap.parse_args(argv)
     global COMPILE
     COMPILE = args.compile
@@ -381,7 +389,9 @@ def main(argv: list[str] | None = None) -> None:
           f"GEMM {ceil['gemm']:.1f} GFLOP/s, 3x3 conv {ceil['conv']:.1f} GFLOP/s")
     report = {"device": str(device), "threads": torch.get_num_threads(), "ceilings": ceil, "cases": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for case in build_cases(args.families, device, args.quick, tmp):
+        for case in build_cases(args.families, device, args.quick, tmp, args.nrr):
+            if args.no_train and case.name.startswith("training step"):
+                continue
             run_case(case, args.reps, device)
             print_case(case, ceil)
             report["cases"].append({"family": case.family, "case": case.name, "official_s": case.official,
