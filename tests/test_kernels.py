@@ -134,3 +134,13 @@ def test_optimized_model_render_matches_the_reference_path(preset):
             ref = G(z, cams, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(out.image, ref.image, rtol=0, atol=1e-4)
     torch.testing.assert_close(out.depth, ref.depth, rtol=0, atol=1e-3)
+
+
+def test_the_optimized_kernels_are_chosen_per_device():
+    from aware3d.nn.kernels import OPTIMIZED_DEVICE_TYPES, use_optimized_kernels
+
+    assert "cpu" in OPTIMIZED_DEVICE_TYPES and "cuda" not in OPTIMIZED_DEVICE_TYPES
+    assert use_optimized_kernels(torch.zeros(1))
+    assert not use_optimized_kernels(torch.zeros(1, device="meta"))
+    with reference_kernels():
+        assert not use_optimized_kernels(torch.zeros(1))

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from typing import Literal
 
-from .kernels import using_reference_kernels
+from .kernels import use_optimized_kernels
 from .stylegan2.layers import FullyConnectedLayer
 
 PlaneAxes = Literal["official", "corrected"]
@@ -145,7 +145,7 @@ def triplane_field(planes: Tensor, decoder: TriPlaneDecoder, box_warp: float, pl
     """The shared renderer's field callback for ``planes`` (B, 3, C, H, W):
     ``(points (B, N, 3), view_dirs) -> (colour features (B, N, output_dim), raw sigma (B, N))``."""
 
-    if using_reference_kernels() or gathers_slower(planes):
+    if not use_optimized_kernels(planes) or gathers_slower(planes):
         def field(points: Tensor, view_dirs: Tensor) -> tuple[Tensor, Tensor]:
             rgb, sigma = decoder(sample_from_planes(planes, points, box_warp, plane_axes))
             return rgb, sigma[..., 0]

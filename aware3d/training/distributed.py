@@ -109,12 +109,14 @@ def all_true(flag: bool, info: DistInfo, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
-def mean_over_ranks(values: dict[str, Tensor], info: DistInfo) -> dict[str, float]:
-    """Average logged scalars over processes (same keys on every rank)."""
+def mean_over_ranks(values: dict[str, Tensor], info: DistInfo, device: torch.device | str = "cpu") -> dict[str, float]:
+    """Average logged scalars over processes (same keys on every rank). The scalars may live on different
+    devices (a recipe's CPU-side counters beside CUDA losses): they are gathered on ``device`` (the
+    training device, which the process group's backend reduces on)."""
     if not values:
         return {}
     keys = sorted(values)
-    t = torch.stack([values[k].detach().float().reshape(()) for k in keys])
+    t = torch.stack([values[k].detach().float().reshape(()).to(device) for k in keys])
     if info.enabled:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         t /= info.world_size

@@ -366,7 +366,7 @@ class Trainer:
         grad_norm = _grad_norm(params)
         finite = dist_utils.all_true(finite and bool(torch.isfinite(grad_norm)), self.info, self.device)
         # The loss averaged over processes (the gradients already are), so every process judges alike.
-        measures = {"loss": abs(dist_utils.mean_over_ranks({"loss": loss_sum}, self.info)["loss"]),
+        measures = {"loss": abs(dist_utils.mean_over_ranks({"loss": loss_sum}, self.info, self.device)["loss"]),
                     "grad_norm": float(grad_norm)}
         verdict = judge(measures, finite, self.state.update_history, phase.name, self.opts.max_update_ratio)
         if verdict.ok:
@@ -426,7 +426,7 @@ class Trainer:
         else:
             st.skipped_steps += 1
             st.consecutive_bad += 1
-        out = dist_utils.mean_over_ranks(record, self.info)
+        out = dist_utils.mean_over_ranks(record, self.info, self.device)
         out.update({"resolution": stage.resolution, "render_resolution": self.recipe.render_resolution(stage_state),
                     "batch_size": stage.batch_size, "alpha": stage_state.alpha,
                     "lr/G": lrs["G"], "lr/D": lrs["D"], "density_noise": stage_state.render.noise_std,

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from ...cameras import Cameras, rotate_to_world
 from ...nn.stylegan2.layers import FullyConnectedLayer
 from ...nn.stylegan2.networks import MappingNetwork, SynthesisNetwork
-from ...nn.kernels import using_reference_kernels
+from ...nn.kernels import use_optimized_kernels
 from ...nn.triplane import gathers_slower, mean_plane_features, plane_table, project_onto_planes
 from ...rendering import CameraFrameRays, RandomDraws, RenderConfig, density_normals, render_rays
 from ..base import Capabilities, Condition, Generator3D, GeneratorOutput, expand_latent
@@ -293,7 +293,7 @@ class EpiGRAFGenerator(Generator3D):
 
     def field_fn(self, planes: Tensor):
         """The shared renderer's field callback over ``planes`` (EpiGRAF-world points)."""
-        if using_reference_kernels() or gathers_slower(planes):
+        if not use_optimized_kernels(planes) or gathers_slower(planes):
             def field(points: Tensor, view_dirs: Tensor) -> tuple[Tensor, Tensor]:
                 out = self.sample_planes(planes, points)
                 return out[..., :-1], out[..., -1]
