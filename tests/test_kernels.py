@@ -107,14 +107,15 @@ def test_one_gather_over_stacked_planes_equals_three_grid_samples(align_corners)
     planes = torch.randn(2, 3, 5, 7, 9, dtype=torch.float64, generator=g).requires_grad_(True)
     # Points inside and outside the box (zeros there), including the edges' half texels.
     points = (torch.rand(2, 200, 3, dtype=torch.float64, generator=g) * 2.6 - 1.3).requires_grad_(True)
-    grid = plane_grid(points, 2.0).double()
-    N, P, M, _ = grid.shape
-    ref = F.grid_sample(planes.reshape(N * P, 5, 7, 9), grid.reshape(N * P, 1, M, 2), align_corners=align_corners)
+    grid = plane_grid(points)  # the box is [-1, 1]^3
+    N, M, P, _ = grid.shape
+    per_plane = grid.transpose(1, 2).reshape(N * P, 1, M, 2)
+    ref = F.grid_sample(planes.reshape(N * P, 5, 7, 9), per_plane, align_corners=align_corners)
     ref = ref.reshape(N, P, 5, M).mean(1).transpose(1, 2)
-    out = mean_plane_features(plane_table(planes), grid, (7, 9), align_corners)
+    out = mean_plane_features(plane_table(planes), grid, align_corners)
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
     if not align_corners:
-        eg3d_way = sample_from_planes(planes.float(), points.float(), 2.0).mean(1)
+        eg3d_way = sample_from_planes(planes.float(), points.float(), box_warp=2.0).mean(1)
         torch.testing.assert_close(out.float(), eg3d_way, rtol=0, atol=1e-5)
     ref_grads = torch.autograd.grad(ref.square().sum(), [planes, points], retain_graph=True)
     out_grads = torch.autograd.grad(out.square().sum(), [planes, points])
@@ -144,3 +145,25 @@ def test_the_optimized_kernels_are_chosen_per_device():
     assert not use_optimized_kernels(torch.zeros(1, device="meta"))
     with reference_kernels():
         assert not use_optimized_kernels(torch.zeros(1))
+
+
+@pytest.mark.parametrize("midpoint", [False, True])
+@pytest.mark.parametrize("background", ["black", "last_sample"])
+def test_weighted_sum_compositing_of_unsorted_features_equals_the_reference(midpoint, background):
+    from aware3d.rendering import composite
+
+    g = torch.Generator().manual_seed(5)
+    B, R, S, C = 2, 7, 9, 4
+    t, order = torch.sort(torch.rand(B, R, S, dtype=torch.float64, generator=g) + 1, -1)
+    sigma = torch.randn(B, R, S, dtype=torch.float64, generator=g) * 3
+    unsorted = torch.randn(B, R, S, C, dtype=torch.float64, generator=g).requires_grad_(True)
+    kw = dict(density_activation="softplus", midpoint=midpoint, background=background, last_delta=0.05)
+    out = composite(unsorted, sigma, t, color_order=order, **kw)
+    with reference_kernels():
+        ref = composite(unsorted, sigma, t, color_order=order, **kw)
+        by_hand = composite(unsorted.gather(-2, order[..., None].expand(B, R, S, C)), sigma, t, **kw)
+    torch.testing.assert_close(out.color, ref.color, rtol=0, atol=1e-12)
+    torch.testing.assert_close(ref.color, by_hand.color, rtol=0, atol=0)
+    assert torch.equal(out.weights, ref.weights) and torch.equal(out.depth, ref.depth)
+    grads = [torch.autograd.grad(o.color.square().sum(), unsorted)[0] for o in (out, ref)]
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-12)

@@ -11,6 +11,8 @@ pair: ``a`` indexes the width (column), ``b`` the height (row), -1 being the fir
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -62,10 +64,24 @@ def sample_from_planes(planes: Tensor, points: Tensor, box_warp: float, plane_ax
     return feats.permute(0, 3, 2, 1).reshape(N, P, M, C)
 
 
-def plane_table(planes: Tensor) -> Tensor:
-    """(N, P, C, H, W) planes -> (N * P * H * W, C): one row of C features per texel, for
-    :func:`mean_plane_features` (build it once per set of planes, not once per chunk of points)."""
-    return planes.permute(0, 1, 3, 4, 2).reshape(-1, planes.shape[2])
+@dataclass(frozen=True)
+class PlaneTable:
+    """Planes laid out for :func:`mean_plane_features`: one row of C features per texel, each plane framed
+    by zero texels (one before, two after, on both axes) so that every bilinear corner of a clamped
+    position is a valid row and reads zero outside the plane, with no per-corner bounds test."""
+
+    rows: Tensor
+    """(N * P * (H + 3) * (W + 3), C): texel (y, x) of plane p of item n at row ((n P + p)(H + 3) + y + 1)(W + 3) + x + 1."""
+    shape: tuple[int, int, int, int]
+    """(N, P, H, W) of the planes."""
+
+
+def plane_table(planes: Tensor) -> PlaneTable:
+    """(N, P, C, H, W) planes -> their :class:`PlaneTable` (build it once per set of planes, not per chunk)."""
+    N, P, C, H, W = planes.shape
+    rows = planes.new_zeros(N, P, H + 3, W + 3, C)
+    rows[:, :, 1:H + 1, 1:W + 1] = planes.permute(0, 1, 3, 4, 2)
+    return PlaneTable(rows.reshape(-1, C), (N, P, H, W))
 
 
 def gathers_slower(planes: Tensor) -> bool:
@@ -74,46 +90,37 @@ def gathers_slower(planes: Tensor) -> bool:
     return torch.is_grad_enabled() and planes.requires_grad
 
 
-def _bilinear_corners(coord: Tensor, size: int, align_corners: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Texel indices (clamped) and weights (0 outside) of the two texels around grid coordinates ``coord``
-    along an axis of ``size`` texels, as ``grid_sample(mode="bilinear", padding_mode="zeros")`` reads them."""
-    if align_corners:
-        pos = (coord + 1) * ((size - 1) / 2)
-    else:
-        pos = ((coord + 1) * size - 1) / 2
-    lo = pos.floor()
-    w_hi = pos - lo
-    w_lo = 1 - w_hi
-    lo_i = lo.long()
-    hi_i = lo_i + 1
-    w_lo = w_lo * ((lo_i >= 0) & (lo_i < size))
-    w_hi = w_hi * ((hi_i >= 0) & (hi_i < size))
-    return lo_i.clamp(0, size - 1), hi_i.clamp(0, size - 1), w_lo, w_hi
-
-
-def mean_plane_features(table: Tensor, grid: Tensor, resolution: tuple[int, int], align_corners: bool) -> Tensor:
+def mean_plane_features(table: PlaneTable, grid: Tensor, align_corners: bool) -> Tensor:
     """Mean over P planes of their bilinear features, as one weighted gather (``embedding_bag``).
 
     Args:
-        table: (N * P * H * W, C) from :func:`plane_table`.
-        grid: (N, P, M, 2) grid coordinates per plane, ``grid_sample``'s convention (x -> column, y -> row,
-            -1 / +1 the outer texel edges, or the texel centres with ``align_corners``); zeros outside.
-        resolution: (H, W) of the planes.
+        table: the planes, from :func:`plane_table`.
+        grid: (N, M, P, 2) grid coordinates of M points on each plane, ``grid_sample``'s convention (x ->
+            column, y -> row; -1 / +1 the outer texel edges, or the texel centres with ``align_corners``);
+            zeros outside.
     Returns:
         (N, M, C), equal to ``grid_sample`` on each plane followed by the mean, up to float rounding; the
-        12 texels of a point are read as rows of C contiguous features instead of C strided planes.
+        4 P texels of a point are read as rows of C contiguous features instead of C strided planes.
     """
-    N, P, M, _ = grid.shape
-    H, W = resolution
-    x0, x1, wx0, wx1 = _bilinear_corners(grid[..., 0], W, align_corners)
-    y0, y1, wy0, wy1 = _bilinear_corners(grid[..., 1], H, align_corners)
-    base = (torch.arange(N * P, device=grid.device).reshape(N, P, 1) * (H * W))
-    rows0, rows1 = base + y0 * W, base + y1 * W
-    index = torch.stack([rows0 + x0, rows0 + x1, rows1 + x0, rows1 + x1], dim=-1)  # (N, P, M, 4)
-    weight = torch.stack([wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1], dim=-1) * (1 / P)
-    index = index.permute(0, 2, 1, 3).reshape(N * M, P * 4)
-    weight = weight.permute(0, 2, 1, 3).reshape(N * M, P * 4).to(table.dtype)
-    out = F.embedding_bag(index, table, per_sample_weights=weight, mode="sum")
+    N, P, H, W = table.shape
+    M = grid.shape[1]
+    size = grid.new_tensor([W, H])
+    pos = (grid + 1) * ((size - 1) / 2) if align_corners else ((grid + 1) * size - 1) / 2
+    # Beyond one texel outside, every corner is a framing zero: clamping there changes nothing.
+    pos = pos.clamp(min=grid.new_tensor(-1.0), max=size)
+    lo = pos.floor()
+    frac = pos - lo
+    lo = lo.long()
+    Hp, Wp = H + 3, W + 3
+    plane_base = torch.arange(P, device=grid.device) * (Hp * Wp) + Wp + 1
+    item_base = torch.arange(N, device=grid.device).reshape(N, 1, 1) * (P * Hp * Wp)
+    corner = item_base + plane_base + lo[..., 1] * Wp + lo[..., 0]  # (N, M, P)
+    index = corner.unsqueeze(-1) + torch.tensor([0, 1, Wp, Wp + 1], device=grid.device)  # (N, M, P, 4)
+    wx = torch.stack([1 - frac[..., 0], frac[..., 0]], dim=-1)
+    wy = torch.stack([1 - frac[..., 1], frac[..., 1]], dim=-1) * (1 / P)
+    weight = (wy.unsqueeze(-1) * wx.unsqueeze(-2)).to(table.rows.dtype)  # (N, M, P, 2, 2)
+    out = F.embedding_bag(index.reshape(N * M, P * 4), table.rows, per_sample_weights=weight.reshape(N * M, P * 4),
+                          mode="sum")
     return out.reshape(N, M, -1)
 
 
@@ -137,7 +144,11 @@ class TriPlaneDecoder(nn.Module):
         """(N, M, C) mean plane features -> (colour features (N, M, output_dim), raw sigma (N, M, 1))."""
         N, M, C = x.shape
         x = self.output(F.softplus(self.hidden(x.reshape(N * M, C)))).reshape(N, M, -1)
-        rgb = torch.sigmoid(x[..., 1:]) * (1 + 2 * 0.001) - 0.001
+        rgb = torch.sigmoid(x[..., 1:])
+        if torch.is_grad_enabled() and rgb.requires_grad:
+            rgb = rgb * (1 + 2 * 0.001) - 0.001
+        else:  # the same arithmetic in place: two fewer full-size passes at inference
+            rgb = rgb.mul_(1 + 2 * 0.001).sub_(0.001)
         return rgb, x[..., 0:1]
 
 
@@ -153,14 +164,14 @@ def triplane_field(planes: Tensor, decoder: TriPlaneDecoder, box_warp: float, pl
     table = plane_table(planes)
 
     def gathered_field(points: Tensor, view_dirs: Tensor) -> tuple[Tensor, Tensor]:
-        grid = plane_grid(points, box_warp, plane_axes)
-        rgb, sigma = decoder.decode(mean_plane_features(table, grid, planes.shape[-2:], align_corners=False))
+        grid = plane_grid((2 / box_warp) * points, plane_axes)
+        rgb, sigma = decoder.decode(mean_plane_features(table, grid, align_corners=False))
         return rgb, sigma[..., 0]
 
     return gathered_field
 
 
-def plane_grid(points: Tensor, box_warp: float, plane_axes: PlaneAxes | str = "official") -> Tensor:
-    """(N, M, 3) world points -> (N, 3, M, 2) grid coordinates on the three planes."""
-    N, M, _ = points.shape
-    return project_onto_planes((2 / box_warp) * points, plane_axes).reshape(N, -1, M, 2).float()
+def plane_grid(coords: Tensor, plane_axes: PlaneAxes | str = "official") -> Tensor:
+    """(N, M, 3) cube coordinates (the cube is [-1, 1]^3) -> (N, M, 3, 2) grid coordinates on the three
+    planes, point-major (the layout :func:`mean_plane_features` reads)."""
+    return torch.stack([coords[..., list(pair)] for pair in plane_axis_pairs(plane_axes)], dim=2)

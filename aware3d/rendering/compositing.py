@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..nn.kernels import use_optimized_kernels
+
 DensityActivation = Literal["relu", "softplus"]
 Background = Literal["black", "white", "last_sample", "last_sample+white"]
 LAST_SAMPLE_FILLS = ("last_sample", "last_sample+white")
@@ -105,11 +107,25 @@ def _add_background(color: Tensor, opacity: Tensor, background: Background | Ten
     return color
 
 
+def _weighted_color_sum(weights: Tensor, color: Tensor, midpoint: bool, color_order: Tensor | None) -> Tensor:
+    """``sum_i weights_i * color_i`` (midpoint: of the interval averages ``(c_i + c_{i+1}) / 2``) as one
+    batched matrix product of per-sample coefficients with the unsorted, unaveraged colour: no (..., S, C)
+    temporaries for the sort, the averages or the products. Same sums in another order (float rounding).
+
+    weights: (..., S') after any fill; color: (..., S, C); color_order: see :func:`composite`."""
+    coef = weights
+    if midpoint:  # sample j appears in intervals j - 1 and j, each with half its weight
+        coef = 0.5 * (F.pad(weights, (0, 1)) + F.pad(weights, (1, 0)))
+    if color_order is not None:
+        coef = torch.zeros_like(coef).scatter_(-1, color_order, coef)
+    return torch.matmul(coef.unsqueeze(-2), color).squeeze(-2)
+
+
 def composite(color: Tensor, sigma: Tensor, t: Tensor, *, density_activation: DensityActivation = "relu",
               density_bias: float = 0.0, midpoint: bool = False, last_delta: float = 1e10,
               background: Background | Tensor = "black", depth_mode: DepthMode = "expected",
               noise_std: float = 0.0, noise: Tensor | None = None,
-              generator: torch.Generator | None = None) -> Composited:
+              generator: torch.Generator | None = None, color_order: Tensor | None = None) -> Composited:
     """Composite S samples per ray front to back.
 
     Args:
@@ -129,6 +145,8 @@ def composite(color: Tensor, sigma: Tensor, t: Tensor, *, density_activation: De
         depth_mode: ``"expected"`` = sum w t; ``"normalized"`` = (sum w t) / (sum w), clamped to [t.min, t.max].
         noise_std: std of Gaussian noise added to raw density (regularisation during training); the
             noise is ``noise`` (shape of ``sigma``) if given, else drawn from ``generator``.
+        color_order: (..., S) int64 or None: ``color[..., color_order[..., k], :]`` is the k-th sample's
+            (features not yet sorted like ``t`` and ``sigma``, as the renderer's merged coarse + fine passes).
     Returns:
         :class:`Composited`; its ``surface_depth`` is :func:`surface_depth` of the unfilled weights, with
         ``t[..., -1]`` (the last sample) for empty rays.
@@ -138,9 +156,13 @@ def composite(color: Tensor, sigma: Tensor, t: Tensor, *, density_activation: De
             noise = torch.randn(sigma.shape, generator=generator, device=sigma.device, dtype=sigma.dtype)
         sigma = sigma + noise * noise_std
     last = t[..., -1]
+    weighted_sum = use_optimized_kernels(color)
+    if color_order is not None and not weighted_sum:
+        color = color.gather(-2, color_order[..., None].expand(*color_order.shape, color.shape[-1]))
     if midpoint:
         deltas = t[..., 1:] - t[..., :-1]
-        color = 0.5 * (color[..., :-1, :] + color[..., 1:, :])
+        if not weighted_sum:
+            color = 0.5 * (color[..., :-1, :] + color[..., 1:, :])
         sigma = 0.5 * (sigma[..., :-1] + sigma[..., 1:])
         t = 0.5 * (t[..., :-1] + t[..., 1:])
     else:
@@ -155,7 +177,10 @@ def composite(color: Tensor, sigma: Tensor, t: Tensor, *, density_activation: De
     surface = surface_depth(weights, t, far=last)
     if isinstance(background, str) and background in LAST_SAMPLE_FILLS:
         weights = torch.cat([weights[..., :-1], weights[..., -1:] + (1 - opacity)[..., None]], -1)
-    out_color = torch.sum(weights[..., None] * color, -2)
+    if weighted_sum:
+        out_color = _weighted_color_sum(weights, color, midpoint, color_order)
+    else:
+        out_color = torch.sum(weights[..., None] * color, -2)
     depth = torch.sum(weights * t, -1)
     if depth_mode == "normalized":
         depth = depth / opacity

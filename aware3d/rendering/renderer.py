@@ -245,11 +245,11 @@ def _per_ray(cfg: RenderConfig, rays_o: Tensor, near, far, background) -> _PerRa
 
 
 def _composite(cfg: RenderConfig, feats: Tensor, sigma: Tensor, t: Tensor, generator, background,
-               noise: Tensor | None = None):
+               noise: Tensor | None = None, feats_order: Tensor | None = None):
     return composite(
         feats, sigma, t, density_activation=cfg.density_activation, density_bias=cfg.density_bias,
         midpoint=cfg.midpoint, last_delta=cfg.last_delta, background=background, depth_mode=cfg.depth_mode,
-        noise_std=cfg.noise_std, noise=noise, generator=generator,
+        noise_std=cfg.noise_std, noise=noise, generator=generator, color_order=feats_order,
     )
 
 
@@ -278,10 +278,14 @@ def _render_chunk(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderCon
         # Fine first, then coarse, then a stable sort: equal distances keep that order (as in pi-GAN).
         t_all = torch.cat([t_fine, t], -1)
         t, order = torch.sort(t_all, -1)
-        feats = torch.cat([feats_fine, feats], -2).gather(-2, order[..., None].expand(-1, -1, -1, feats.shape[-1]))
+        feats = torch.cat([feats_fine, feats], -2)  # sorted by the compositing, which reads ``order``
         sigma = torch.cat([sigma_fine, sigma], -1).gather(-1, order)
+    else:
+        order = None
     out = _composite(cfg, feats, sigma, t, generator, rays.background,
-                     noise=draws.coarse_noise if cfg.num_importance == 0 else draws.final_noise)
+                     noise=draws.coarse_noise if cfg.num_importance == 0 else draws.final_noise, feats_order=order)
+    if return_samples and order is not None:
+        feats = feats.gather(-2, order[..., None].expand(-1, -1, -1, feats.shape[-1]))
     density = activate_density(sigma, cfg.density_activation, cfg.density_bias) if return_samples else None
     return RayOutput(out.color, out.depth, out.opacity, out.weights, t, out.transmittance, out.surface_depth,
                      feats if return_samples else None, density)

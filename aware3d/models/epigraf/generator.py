@@ -26,8 +26,7 @@ from torch import Tensor, nn
 from ...cameras import Cameras, rotate_to_world
 from ...nn.stylegan2.layers import FullyConnectedLayer
 from ...nn.stylegan2.networks import MappingNetwork, SynthesisNetwork
-from ...nn.kernels import use_optimized_kernels
-from ...nn.triplane import gathers_slower, mean_plane_features, plane_table, project_onto_planes
+from ...nn.triplane import project_onto_planes
 from ...rendering import CameraFrameRays, RandomDraws, RenderConfig, density_normals, render_rays
 from ..base import Capabilities, Condition, Generator3D, GeneratorOutput, expand_latent
 from ...inversion.space import LatentSpace, SynthesisLatent, style_groups, style_ws
@@ -76,12 +75,9 @@ class TriPlaneDecoder(nn.Module):
 
     def forward(self, plane_features: Tensor) -> Tensor:
         """(B, 3, N, C) sampled plane features -> (B, N, out_dim)."""
-        return self.decode(plane_features.mean(dim=1))
-
-    def decode(self, x: Tensor) -> Tensor:
-        """(B, N, C) mean plane features -> (B, N, out_dim)."""
-        B, N, C = x.shape
-        return self.output(self.hidden(x.reshape(B * N, C))).view(B, N, -1)
+        B, _, N, C = plane_features.shape
+        x = plane_features.mean(dim=1).reshape(B * N, C)
+        return self.output(self.hidden(x)).view(B, N, -1)
 
 
 def sample_triplanes(planes: Tensor, points: Tensor, cube_scale: float) -> Tensor:
@@ -292,21 +288,15 @@ class EpiGRAFGenerator(Generator3D):
         return self.decoder(sample_triplanes(self.triplanes(planes), points, self.config.cube_scale))
 
     def field_fn(self, planes: Tensor):
-        """The shared renderer's field callback over ``planes`` (EpiGRAF-world points)."""
-        if not use_optimized_kernels(planes) or gathers_slower(planes):
-            def field(points: Tensor, view_dirs: Tensor) -> tuple[Tensor, Tensor]:
-                out = self.sample_planes(planes, points)
-                return out[..., :-1], out[..., -1]
-            return field
-        triplanes = self.triplanes(planes)
-        table = plane_table(triplanes)
+        """The shared renderer's field callback over ``planes`` (EpiGRAF-world points).
 
-        def gathered_field(points: Tensor, view_dirs: Tensor) -> tuple[Tensor, Tensor]:
-            B, N, _ = points.shape
-            grid = project_onto_planes(points / self.config.cube_scale, "corrected").view(B, 3, N, 2)
-            out = self.decoder.decode(mean_plane_features(table, grid, triplanes.shape[-2:], align_corners=True))
+        Always ``grid_sample`` (not the shared one-gather tri-plane kernel): EpiGRAF's importance sampler
+        turns float32 rounding of the coarse densities into moved fine samples (its README allows a few such
+        pixels up to 0.05), and the gather's other summation order moved one official parity pixel past that."""
+        def field(points: Tensor, view_dirs: Tensor) -> tuple[Tensor, Tensor]:
+            out = self.sample_planes(planes, points)
             return out[..., :-1], out[..., -1]
-        return gathered_field
+        return field
 
     @torch.no_grad()
     def compute_densities(self, ws: Tensor, points: Tensor, chunk: int = 32 ** 3, planes: Tensor | None = None) -> Tensor:
