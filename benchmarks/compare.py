@@ -1,4 +1,4 @@
-"""Exact vs reference kernels (and the fast render mode where a family has one), per family, in one process.
+"""Exact vs reference kernels, per family, in one process.
 
 For every family a table of cases (a render of a full-size preset with random weights, a camera-only frame
 on cached tri-planes, a training step of the family's tiny recipe). Each case runs in three modes,
@@ -8,7 +8,7 @@ alternating within each repetition so that machine noise hits all of them alike:
   fixtures were matched against; the issue measured it as fast as the official code on this machine);
 * exact: the default kernels and the tools' path (channels-last convolutions, polyphase resampling, one
   gather over the stacked tri-planes, the folded SIREN), the same outputs within the parity tolerances;
-* fast: the family's approximate render mode, where it has one.
+* on CUDA also tf32 (TensorFloat-32 matmuls and convolutions) and, with --compile, torch.compile.
 
 Columns: median seconds, the ratio reference / exact (target >= 2x), the max |exact - reference| of the
 image (render cases, against the parity tolerance), the peak memory the case adds (CPU: RSS sampled every
@@ -194,42 +194,41 @@ def with_tf32(fn: Callable) -> Callable:
     return run
 
 
-COMPILE = False
-"""Whether :func:`gpu_modes` adds a torch.compile mode (--compile; compiling takes minutes per case)."""
 GPU_CHUNK = 2 ** 21
 """Points per field call on CUDA (the CPU chunk of 16384 would make a GPU render a loop of Python calls)."""
 
 
-def gpu_modes(modes: dict[str, Callable]) -> dict[str, Callable]:
-    """On CUDA: the exact mode with TF32 (and with --compile, torch.compile's default mode with TF32)."""
+def device_modes(modes: dict[str, Callable], device: torch.device, compile_modes: bool) -> dict[str, Callable]:
+    """On CUDA: plus the exact mode with TF32 and, with ``compile_modes``, torch.compile's default mode with
+    TF32 (compiling takes minutes per case); elsewhere ``modes`` as they are."""
+    if device.type != "cuda":
+        return modes
     exact = modes["exact"]
     extra = {"tf32": with_tf32(exact)}
-    if COMPILE:
+    if compile_modes:
         extra["compiled"] = with_tf32(torch.compile(exact))
     return {**modes, **extra}
 
 
-def render_modes(G, cams, *, fast_kw: dict | None = None, **kw) -> dict[str, Callable]:
-    """reference / exact (/ fast) renders of latent seed 0 with the tools' settings."""
+def render_modes(G, cams, **kw) -> dict[str, Callable]:
+    """reference / exact renders of latent seed 0 with the tools' settings."""
     w = G.mapping(G.z_from_seeds([0]), 0.7).detach()
 
-    def render(exact_field: bool, **extra):
+    def render(exact_field: bool):
         def run():
             gen = torch.Generator(device=G.device).manual_seed(0)
-            return G.synthesis(w, cams, fast=not exact_field, generator=gen, **kw, **extra).image
+            return G.synthesis(w, cams, fast=not exact_field, generator=gen, **kw).image
         return run
 
-    modes = {"reference": in_reference(render(True)), "exact": render(False)}
-    if fast_kw is not None:
-        modes["fast"] = render(False, **fast_kw)
-    return modes
+    return {"reference": in_reference(render(True)), "exact": render(False)}
 
 
 PRESET_OVERRIDES = {"cgof-celeba": ["face_model=synthetic"]}
 """Full-size presets that need a licensed file by default: the built-in stand-in (same sizes) instead."""
 
 
-def siren_cases(family: str, preset: str, sizes: list[int], device: torch.device, batch: int = 1) -> list[Case]:
+def siren_cases(family: str, preset: str, sizes: list[int], device: torch.device, compile_modes: bool,
+                batch: int = 1) -> list[Case]:
     G = build_generator(preset, overrides=PRESET_OVERRIDES.get(preset)).to(device).eval()
     p = G.config.pose
     cams = G.cameras([p.yaw_mean + 0.05 * i for i in range(batch)], [p.pitch_mean] * batch)
@@ -238,13 +237,13 @@ def siren_cases(family: str, preset: str, sizes: list[int], device: torch.device
     for s in sizes:
         modes = render_modes(G, cams, resolution=s, render=cfg)
         cases.append(Case(family, f"render {preset} {s} px, 12+12 samples, batch {batch}",
-                          gpu_modes(modes) if device.type == "cuda" else modes, tolerance=1e-4, batch=batch,
+                          device_modes(modes, device, compile_modes), tolerance=1e-4, batch=batch,
                           official=official_seconds("pigan", "timings.json", *PIGAN_OFFICIAL[s])
                           if family == "pigan" and s in PIGAN_OFFICIAL and batch == 1 else None))
     return cases
 
 
-def eg3d_cases(preset: str, nrr: list[int], device: torch.device) -> list[Case]:
+def eg3d_cases(preset: str, nrr: list[int], device: torch.device, compile_modes: bool) -> list[Case]:
     G = aware3d.load(preset, device=device)
     cams = G.cameras([G.config.pose.yaw_mean], [G.config.pose.pitch_mean])
     cfg = G.eval_render_config(**({"max_points": GPU_CHUNK} if device.type == "cuda" else {}))
@@ -255,13 +254,12 @@ def eg3d_cases(preset: str, nrr: list[int], device: torch.device) -> list[Case]:
             ws = G.mapping(G.z_from_seeds([0]), 0.7)
             planes = G.planes(ws)
 
-        def camera_only(r=r):
+        def camera_only(r=r, planes=planes, ws=ws):
             gen = torch.Generator(device=G.device).manual_seed(0)
             return G.render_planes(planes, ws, cams, resolution=r, render=cfg, generator=gen).image
 
         cached = {"reference": in_reference(camera_only), "exact": camera_only}
-        if device.type == "cuda":
-            full, cached = gpu_modes(full), gpu_modes(cached)
+        full, cached = device_modes(full, device, compile_modes), device_modes(cached, device, compile_modes)
         cases.append(Case(G.family, f"{preset} {G.config.img_resolution} px frame, neural {r} px", full, 1e-4,
                           official_seconds("eg3d", "timing.json", "full", f"mapping+synthesis_nrr{r}")))
         cases.append(Case(G.family, f"{preset} camera-only frame, neural {r} px", cached, 1e-4))
@@ -297,15 +295,17 @@ PIGAN_OFFICIAL_STAGE = {"start": 0, "resolution": 32, "batch_size": 8, "batch_sp
 
 
 def build_cases(families: list[str], device: torch.device, quick: bool, tmp: str,
-                nrr: list[int] | None = None) -> list[Case]:
+                nrr: list[int] | None = None, compile_modes: bool = False) -> list[Case]:
     sizes = [64] if quick else [64, 128]
     gpu = device.type == "cuda"
     builders = {
-        "pigan": lambda: siren_cases("pigan", "pigan-celeba", [128, 256] if gpu else sizes, device, 8 if gpu else 1),
-        "shadegan": lambda: siren_cases("shadegan", "shadegan-celeba-view", sizes[:1], device),
-        "cgof": lambda: siren_cases("cgof", "cgof-celeba", sizes[:1], device),
-        "eg3d": lambda: eg3d_cases("eg3d-ffhq", nrr or ([32] if quick else [64, 128]), device),
-        "epigraf": lambda: siren_cases("epigraf", "epigraf-ffhq-512", [64] if quick else [128], device),
+        "pigan": lambda: siren_cases("pigan", "pigan-celeba", [128, 256] if gpu else sizes, device, compile_modes,
+                                     8 if gpu else 1),
+        "shadegan": lambda: siren_cases("shadegan", "shadegan-celeba-view", sizes[:1], device, compile_modes),
+        "cgof": lambda: siren_cases("cgof", "cgof-celeba", sizes[:1], device, compile_modes),
+        "eg3d": lambda: eg3d_cases("eg3d-ffhq", nrr or ([32] if quick else [64, 128]), device, compile_modes),
+        "epigraf": lambda: siren_cases("epigraf", "epigraf-ffhq-512", [64] if quick else [128], device,
+                                       compile_modes),
     }
     cases = []
     for family in families:
@@ -355,7 +355,7 @@ def print_case(case: Case, ceil: dict[str, float]) -> None:
           f"{'GFLOP/s':>8s} {'of GEMM':>8s} {'of conv':>8s} {'images/s':>9s}")
     for mode, r in case.results.items():
         speed = ref / r["seconds"]
-        target = {"exact": ">= 2x", "fast": ">= 10x"}.get(mode, "")
+        target = ">= 2x" if mode == "exact" else ""
         diff = r.get("max_abs_vs_reference")
         diff_s = "" if diff is None or mode == "reference" else f"{diff:9.1e}"
         print(f"  {mode:10s} {r['seconds']:9.3f} {speed:8.2f}x {target:>7s} {diff_s:>9s} {r['peak_mib']:9.0f} "
@@ -381,8 +381,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--nrr", type=int, nargs="+", default=None, help="EG3D neural rendering sizes (64 128)")
     ap.add_argument("--no-train", action="store_true", help="leave the training-step cases out")
     args = ap.parse_args(argv)
-    global COMPILE
-    COMPILE = args.compile
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -396,7 +394,7 @@ def main(argv: list[str] | None = None) -> None:
           f"GEMM {ceil['gemm']:.1f} GFLOP/s, 3x3 conv {ceil['conv']:.1f} GFLOP/s")
     report = {"device": str(device), "threads": torch.get_num_threads(), "ceilings": ceil, "cases": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for case in build_cases(args.families, device, args.quick, tmp, args.nrr):
+        for case in build_cases(args.families, device, args.quick, tmp, args.nrr, args.compile):
             if args.no_train and case.name.startswith("training step"):
                 continue
             run_case(case, args.reps, device)
