@@ -167,3 +167,24 @@ def test_weighted_sum_compositing_of_unsorted_features_equals_the_reference(midp
     assert torch.equal(out.weights, ref.weights) and torch.equal(out.depth, ref.depth)
     grads = [torch.autograd.grad(o.color.square().sum(), unsorted)[0] for o in (out, ref)]
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=1e-12)
+
+
+def test_film_layer_with_gradients_folds_the_scale_into_the_weight():
+    from aware3d.nn.siren import FiLMLayer
+
+    torch.manual_seed(6)
+    layer = FiLMLayer(5, 7).double()
+    x = torch.randn(2, 11, 5, dtype=torch.float64, requires_grad=True)
+    freq = (torch.randn(2, 7, dtype=torch.float64) * 15 + 30).requires_grad_(True)
+    phase = torch.randn(2, 7, dtype=torch.float64, requires_grad=True)
+    inputs = [x, freq, phase, layer.linear.weight, layer.linear.bias]
+    out = layer(x, freq, phase)
+    with reference_kernels():
+        ref = layer(x, freq, phase)
+    assert "Baddbmm" in str(out.grad_fn.next_functions) and "Baddbmm" not in str(ref.grad_fn.next_functions)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-9)
+    g = torch.randn(out.shape, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad(out, inputs, g), torch.autograd.grad(ref, inputs, g)):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-8)
+    with torch.no_grad():  # inference keeps the reference arithmetic (the tools use the folded SIREN)
+        assert torch.equal(layer(x, freq, phase), ref.detach())
