@@ -4,8 +4,9 @@ The reference kernels follow the official code's arithmetic op for op (they are 
 work was done against); the optimized kernels compute the same functions with less memory traffic
 (channels-last feature maps, polyphase upsampling, padding folded into the convolution, in-place
 activations when no gradient is recorded, one weighted gather over the stacked tri-planes instead of three
-``grid_sample`` calls, compositing as one weighted matrix product over the unsorted samples) and agree with
-the reference to float32 rounding, well inside the parity tolerances.
+``grid_sample`` calls, compositing as one weighted matrix product over the unsorted samples, FiLM layers
+folded into per-sample weights when gradients are recorded) and agree with the reference to float32
+rounding, well inside the parity tolerances.
 
 The choice is a context, not a module attribute: it has to reach every layer of a model without a flag
 threaded through each ``forward`` and without being saved into checkpoints or copied into EMA models::
