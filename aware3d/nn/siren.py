@@ -72,13 +72,14 @@ class FiLMLayer(nn.Module):
         """x (B, N, in), freq and phase (B, out) -> (B, N, out)."""
         recording = torch.is_grad_enabled() and (x.requires_grad or self.linear.weight.requires_grad
                                                  or freq.requires_grad or phase.requires_grad)
-        if recording and use_optimized_kernels(x):
-            # sin((f W) x + (f b + p)): the FiLM scale folded into a per-sample weight (B, in, out), so the
-            # graph holds one batched GEMM and a sine instead of a GEMM and three elementwise passes over
-            # (B, N, out), each with its own backward pass. Same function, float32 rounding apart.
+        if use_optimized_kernels(x):
+            # sin((f W) x + (f b + p)): the FiLM scale folded into a per-sample weight (B, in, out): one
+            # batched GEMM and a sine instead of a GEMM and three elementwise passes over (B, N, out) (and,
+            # with gradients, their backward passes). Same function, float32 rounding apart.
             w = freq.unsqueeze(1) * self.linear.weight.t().unsqueeze(0)
             b = (freq * self.linear.bias + phase).unsqueeze(1)
-            return torch.baddbmm(b, x, w).sin()
+            z = torch.baddbmm(b, x, w)
+            return z.sin() if recording else z.sin_()
         h = self.linear(x)
         if not recording:
             # Same arithmetic as below, in place: saves two full-size temporaries at inference.
