@@ -162,8 +162,9 @@ class FoldedSiren:
     """The SIREN with each latent's FiLM frequencies and phases folded into its layer weights.
 
     ``sin(f * (W x + b) + p) = sin((f W) x + (f b + p))``: one batched GEMM and an in-place sine per layer
-    instead of a GEMM and three elementwise passes. Same function, different rounding (about 1e-6
-    relative), so the exact path stays the default; the tools use this one for speed.
+    instead of the reference's GEMM and three elementwise passes (on CPU :class:`FiLMLayer` folds the same
+    way per call; this object folds once per render). Same function, different rounding (about 1e-6
+    relative); the tools use it for speed.
 
     Two more things make it run near the GEMM ceiling on CPU:
 
