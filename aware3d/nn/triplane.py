@@ -38,16 +38,21 @@ def plane_axis_pairs(plane_axes: PlaneAxes | str) -> tuple[tuple[int, int], ...]
     return PLANE_AXES[plane_axes]
 
 
+def plane_grid(coords: Tensor, plane_axes: PlaneAxes | str = "official") -> Tensor:
+    """(N, M, 3) points -> (N, M, 3, 2) their coordinates on the three planes, point-major (the layout
+    :func:`mean_plane_features` reads; cube coordinates in, grid coordinates out)."""
+    return torch.stack([coords[..., list(pair)] for pair in plane_axis_pairs(plane_axes)], dim=2)
+
+
 def project_onto_planes(points: Tensor, plane_axes: PlaneAxes | str = "official") -> Tensor:
-    """(N, M, 3) points -> (N * 3, M, 2) plane coordinates, row ``n * 3 + p`` for plane p.
+    """(N, M, 3) points -> (N * 3, M, 2) plane coordinates, row ``n * 3 + p`` for plane p (plane-major
+    :func:`plane_grid`).
 
     Equal to EG3D's ``points @ inverse(axes_p)`` (its axes are permutation matrices, so the product only
     selects coordinates, exactly).
     """
-    pairs = plane_axis_pairs(plane_axes)
     N, M, _ = points.shape
-    proj = torch.stack([points[..., list(pair)] for pair in pairs], dim=1)
-    return proj.reshape(N * len(pairs), M, 2)
+    return plane_grid(points, plane_axes).transpose(1, 2).reshape(-1, M, 2)
 
 
 def sample_from_planes(planes: Tensor, points: Tensor, box_warp: float, plane_axes: PlaneAxes | str = "official") -> Tensor:
@@ -170,8 +175,3 @@ def triplane_field(planes: Tensor, decoder: TriPlaneDecoder, box_warp: float, pl
 
     return gathered_field
 
-
-def plane_grid(coords: Tensor, plane_axes: PlaneAxes | str = "official") -> Tensor:
-    """(N, M, 3) cube coordinates (the cube is [-1, 1]^3) -> (N, M, 3, 2) grid coordinates on the three
-    planes, point-major (the layout :func:`mean_plane_features` reads)."""
-    return torch.stack([coords[..., list(pair)] for pair in plane_axis_pairs(plane_axes)], dim=2)
