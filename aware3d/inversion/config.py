@@ -111,6 +111,9 @@ class InversionConfig:
     fixed image size whatever it is)."""
     num_samples: int | None = None
     """Samples per ray (None: the model's evaluation setting)."""
+    fast: bool = False
+    """The fast mode's band sampling in every render of the inversion (the tools' ``--fast``): fewer samples
+    per ray around the surface a sparse probe finds; approximate (about 1e-2 mean absolute image error)."""
     search: SearchConfig = field(default_factory=SearchConfig)
     """The coarse camera search."""
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -76,7 +76,7 @@ def frozen(G: nn.Module):
 
 def make_renderer(G: Generator3D, config: InversionConfig) -> Renderer:
     """The inversion's renderer: the model's evaluation settings at ``config.resolution`` / ``num_samples``."""
-    return Renderer(G.eval_render_config(config.num_samples), config.resolution or G.config.resolution,
+    return Renderer(G.eval_render_config(config.num_samples, fast=config.fast), config.resolution or G.config.resolution,
                     config.sampling_seed)
 
 

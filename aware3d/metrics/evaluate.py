@@ -23,6 +23,7 @@ import torch
 
 from ..config import to_dict
 from ..models.base import Condition, Generator3D
+from ..nn.kernels import low_precision
 from . import protocols  # noqa: F401  (registers the built-in metrics)
 from . import faces as _face_metrics  # noqa: F401  (registers the face-model metrics)
 from .depth import DepthNetConfig
@@ -84,7 +85,7 @@ def evaluate(G: Generator3D, metrics: str | Sequence[str], data=None, *, num_gen
              camera: str | None = None, resolution: int | None = None, num_samples: int | None = None,
              lock_view_dependence: bool = False, depth_net: DepthNetConfig | None = None,
              reprojection: ReprojectionConfig | None = None, swd: SWDConfig | None = None,
-             configs: Sequence[Any] = (), condition: Condition | None = None) -> dict[str, Any]:
+             configs: Sequence[Any] = (), condition: Condition | None = None, fast: bool = False) -> dict[str, Any]:
     """Compute named metrics of generator ``G``.
 
     Args:
@@ -106,6 +107,8 @@ def evaluate(G: Generator3D, metrics: str | Sequence[str], data=None, *, num_gen
         configs: settings objects of other metrics (each read by type, see :meth:`MetricContext.config`).
         condition: what generation is conditioned on besides z and the camera (one row per image or one for
             all), for families that accept it; None: no condition.
+        fast: render in the fast mode (band sampling and bfloat16 where fast; see the tools' ``--fast``); the
+            settings record it, and the numbers then describe the fast renders.
     Returns:
         ``{"results": {flat name: float}, "metrics": {name: details}, "settings": {...}, "data": {...}}``;
         ``results`` holds each metric's main value under its name plus extras (``swd_<res>``, ``kid50k_full_std``,
@@ -125,7 +128,7 @@ def evaluate(G: Generator3D, metrics: str | Sequence[str], data=None, *, num_gen
     if data is not None and data.resolution != image_res:
         data = data.at_resolution(image_res)
     cache = default_cache_dir(cache_dir)
-    render = G.eval_render_config(num_samples)
+    render = G.eval_render_config(num_samples, fast=fast)
     settings = {m.name: GenerationSettings(res, m.truncation_psi if truncation_psi is None else truncation_psi,
                                            resolve_camera(camera or m.camera, data), render, lock_view_dependence,
                                            image_res) for m in chosen}  # camera errors before any long work
@@ -140,7 +143,8 @@ def evaluate(G: Generator3D, metrics: str | Sequence[str], data=None, *, num_gen
     was_training = G.training
     G.eval()
     try:
-        details = run_metrics(chosen, context)
+        with low_precision(fast):
+            details = run_metrics(chosen, context)
     finally:
         G.train(was_training)
     ordered = {m.name: {"kind": m.kind, "higher_is_better": m.higher_is_better, "needs": m.needs.names(),
@@ -151,7 +155,7 @@ def evaluate(G: Generator3D, metrics: str | Sequence[str], data=None, *, num_gen
         "metrics": ordered,
         "settings": {"seed": seed, "batch": batch, "resolution": res, "image_resolution": image_res,
                      "render": to_dict(render),
-                     "lock_view_dependence": lock_view_dependence, "device": str(G.device), "cache_dir": str(cache),
+                     "lock_view_dependence": lock_view_dependence, "fast": fast, "device": str(G.device), "cache_dir": str(cache),
                      "num_gen_override": num_gen, "truncation_psi_override": truncation_psi, "camera_override": camera},
         "data": data_info(data) if data is not None else None,
     }

@@ -16,18 +16,24 @@ threaded through each ``forward`` and without being saved into checkpoints or co
     fast = G(z, camera)              # the default, optimized path
 
 Like ``torch.no_grad`` it is scoped to the ``with`` block and to the current thread / task.
+
+A second, independent context, :func:`low_precision`, lets inference-only kernels (the folded SIREN, the
+StyleGAN synthesis convolutions) compute in bfloat16 where the device has fast bfloat16 matrix units (CPUs
+with AMX or AVX512-BF16, CUDA): the tools' ``--fast``. It changes results beyond the parity tolerances
+(about 1e-3 of an image in [-1, 1]), so it is never on by default and never inside :func:`reference_kernels`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import TYPE_CHECKING, Iterator
+import functools
+from typing import Iterator
 
-if TYPE_CHECKING:
-    import torch
+import torch
 
 _REFERENCE = contextvars.ContextVar("aware3d_reference_kernels", default=False)
+_LOW_PRECISION = contextvars.ContextVar("aware3d_low_precision", default=False)
 
 
 @contextlib.contextmanager
@@ -58,4 +64,41 @@ def use_optimized_kernels(x: "torch.Tensor") -> bool:
     return not _REFERENCE.get() and x.device.type in OPTIMIZED_DEVICE_TYPES
 
 
-__all__ = ["OPTIMIZED_DEVICE_TYPES", "reference_kernels", "use_optimized_kernels", "using_reference_kernels"]
+@contextlib.contextmanager
+def low_precision(enabled: bool = True) -> Iterator[None]:
+    """Let inference kernels compute in bfloat16 inside the block, where the device does it fast
+    (:func:`low_precision_dtype`); ``enabled=False``: float32 as usual."""
+    token = _LOW_PRECISION.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _LOW_PRECISION.reset(token)
+
+
+@functools.cache
+def _cpu_has_fast_bfloat16() -> bool:
+    # oneDNN's own test: AVX512-BF16 or AMX (without them bfloat16 GEMMs are emulated, slower than float32).
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def device_has_fast_bfloat16(device: torch.device) -> bool:
+    """Whether bfloat16 matrix products on ``device`` are faster than float32 (CUDA, or a CPU with AMX /
+    AVX512-BF16)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and _cpu_has_fast_bfloat16()
+
+
+def low_precision_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """bfloat16 when work on ``x`` may run in low precision (inside :func:`low_precision`, not inside
+    :func:`reference_kernels`, no gradient recorded, and a device with fast bfloat16); else None."""
+    if not _LOW_PRECISION.get() or _REFERENCE.get() or torch.is_grad_enabled():
+        return None
+    return torch.bfloat16 if device_has_fast_bfloat16(x.device) else None
+
+
+__all__ = ["OPTIMIZED_DEVICE_TYPES", "device_has_fast_bfloat16", "low_precision", "low_precision_dtype",
+           "reference_kernels", "use_optimized_kernels", "using_reference_kernels"]

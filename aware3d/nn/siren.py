@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .kernels import use_optimized_kernels
+from .kernels import low_precision_dtype, use_optimized_kernels
 
 
 @torch.no_grad()
@@ -155,7 +155,7 @@ class FiLMSiren(nn.Module):
             if i == 0:
                 weight = weight * self.box_scale  # fold the box warp into the first layer too
             layers.append(((f[:, :, None] * weight).transpose(1, 2).contiguous(), (f * layer.linear.bias + p)[:, None]))
-        return FoldedSiren(layers, self.sigma_head, self.color_head)
+        return FoldedSiren(layers, self.sigma_head, self.color_head, dtype=low_precision_dtype(w) or w.dtype)
 
 
 class FoldedSiren:
@@ -173,20 +173,31 @@ class FoldedSiren:
       which was about a third of the time;
     * the colour layer's weight is split into its view-direction rows and its feature rows, so
       ``[dirs, x] @ W`` becomes ``dirs @ W_d + x @ W_x`` without copying x into a concatenation.
+
+    With ``dtype=torch.bfloat16`` (:func:`~aware3d.nn.kernels.low_precision`, the tools' ``--fast``) every
+    layer after the first runs in bfloat16 (float32 accumulation in the matrix units); the first layer,
+    whose folded weights are the largest (its sine arguments reach the hundreds), and the outputs stay
+    float32. Measured on the pi-GAN CelebA initialisation: colour 2e-4 mean absolute, density 2 % relative.
     """
 
-    def __init__(self, layers: list[tuple[Tensor, Tensor]], sigma_head: nn.Linear, color_head: nn.Linear):
-        self.layers, self.sigma_head, self.color_head = layers[:-1], sigma_head, color_head
-        color_weight, self.color_bias = layers[-1]
+    def __init__(self, layers: list[tuple[Tensor, Tensor]], sigma_head: nn.Linear, color_head: nn.Linear,
+                 dtype: torch.dtype = torch.float32):
+        self.first = layers[0]
+        self.layers = [(wt.to(dtype), bias.to(dtype)) for wt, bias in layers[1:-1]]
+        color_weight, color_bias = (v.to(dtype) for v in layers[-1])
+        self.color_bias = color_bias
         self.color_weight_dirs = color_weight[:, :3].contiguous()  # (B, 3, H): rows of the view direction
         self.color_weight_x = color_weight[:, 3:].contiguous()  # (B, H, H): rows of the trunk features
+        self.sigma_head = [v.to(dtype) for v in (sigma_head.weight, sigma_head.bias)]
+        self.color_head = [v.to(dtype) for v in (color_head.weight, color_head.bias)]
+        self.dtype = dtype
         self._buffers: tuple[Tensor, Tensor] | None = None
 
     def _workspace(self, like: Tensor, width: int) -> tuple[Tensor, Tensor]:
         B, N, _ = like.shape
         bufs = self._buffers
-        if bufs is None or bufs[0].shape != (B, N, width) or bufs[0].dtype != like.dtype or bufs[0].device != like.device:
-            bufs = tuple(torch.empty(B, N, width, dtype=like.dtype, device=like.device) for _ in range(2))
+        if bufs is None or bufs[0].shape != (B, N, width) or bufs[0].device != like.device:
+            bufs = tuple(torch.empty(B, N, width, dtype=self.dtype, device=like.device) for _ in range(2))
             self._buffers = bufs  # reused by the following chunks of the same render (same N except the last)
         return bufs
 
@@ -194,13 +205,17 @@ class FoldedSiren:
     def __call__(self, points: Tensor, view_dirs: Tensor) -> tuple[Tensor, Tensor]:
         width = self.color_weight_x.shape[-1]
         a, b = self._workspace(points, width)
-        x = points
+        weight, bias = self.first
+        if self.dtype == points.dtype:
+            x = torch.baddbmm(bias, points, weight, out=a).sin_()
+        else:
+            x = a.copy_(torch.baddbmm(bias, points, weight).sin_())
         for weight, bias in self.layers:
             out = a if x is not a else b
             x = torch.baddbmm(bias, x, weight, out=out).sin_()
         # Returned tensors are fresh (never views of the workspace, which the next chunk overwrites).
-        sigma = F.linear(x, self.sigma_head.weight, self.sigma_head.bias).squeeze(-1)
+        sigma = F.linear(x, *self.sigma_head).squeeze(-1).to(points.dtype)
         c = a if x is not a else b
-        torch.baddbmm(self.color_bias, view_dirs, self.color_weight_dirs, out=c)
+        torch.baddbmm(self.color_bias, view_dirs.to(self.dtype), self.color_weight_dirs, out=c)
         c.baddbmm_(x, self.color_weight_x).sin_()
-        return torch.sigmoid(F.linear(c, self.color_head.weight, self.color_head.bias)), sigma
+        return torch.sigmoid(F.linear(c, *self.color_head).to(points.dtype)), sigma

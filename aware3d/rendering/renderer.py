@@ -25,6 +25,7 @@ from torch import Tensor
 
 from ..checks import AT_LEAST_ONE, FINITE, NON_NEGATIVE, POSITIVE, check_config
 from ..errors import ConfigError
+from .bands import SurfaceBands, band_limits, empty_pixels, probe_pixels
 from .compositing import Background, DensityActivation, DepthMode, activate_density, composite
 from .sampling import Jitter, Spacing, sample_importance, stratified_parts
 
@@ -86,6 +87,9 @@ class RenderConfig:
     """Radius of that ball around the world origin, world units."""
     max_points: int | None = 16384
     """Field evaluations per chunk (points = rays x samples); None renders all rays at once (training)."""
+    bands: SurfaceBands | None = None
+    """Fast sampling (the tools' --fast): a sparse probe, then samples only in a band around each ray's
+    surface (:mod:`~aware3d.rendering.bands`); needs the rays' image grid. None: the exact sampling above."""
 
     def __post_init__(self) -> None:
         check_config(self, _RENDER_RANGES)
@@ -218,7 +222,8 @@ class _PerRay:
     far: Tensor | float
     background: Tensor | Background
 
-    def slice(self, sl: slice) -> _PerRay:
+    def slice(self, sl: slice | Tensor) -> _PerRay:
+        """The rays ``sl`` (a slice or an index tensor over R) of every per-ray tensor."""
         return _PerRay(*(v[:, sl] if isinstance(v, Tensor) else v for v in (self.near, self.far, self.background)))
 
 
@@ -315,7 +320,7 @@ def render_rays(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderConfi
                 generator: torch.Generator | None = None, draws: RandomDraws | None = None,
                 camera_frame: CameraFrameRays | None = None, near: Tensor | float | None = None,
                 far: Tensor | float | None = None, background: Tensor | None = None,
-                return_samples: bool = False) -> RayOutput:
+                return_samples: bool = False, grid: tuple[int, int] | None = None) -> RayOutput:
     """Volume-render a batch of rays through ``field``.
 
     Args:
@@ -333,6 +338,8 @@ def render_rays(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderConfi
             None: ``cfg.background``.
         return_samples: also return the per-sample features and activated densities (memory: S times
             the features; off by default).
+        grid: (height, width) of the image the rays form, row-major (R = height * width); needed by the
+            fast sampling of ``cfg.bands`` (its probe takes every stride-th pixel), ignored without it.
     Returns:
         :class:`RayOutput`. Chunks of rays are rendered independently (``cfg.max_points`` field
         evaluations each); all random draws are made up front for the full batch, so the result does not
@@ -340,6 +347,12 @@ def render_rays(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderConfi
     """
     B, R, _ = rays_o.shape
     rays = _per_ray(cfg, rays_o, near, far, background)
+    if cfg.bands is not None:
+        if draws is not None:
+            raise ValueError("render_rays: injected draws reproduce the exact sampling; the fast sampling of "
+                             "cfg.bands places its own samples (render with bands=None to use draws)")
+        return _render_banded(field, rays_o, rays_d, cfg, _image_grid(grid, R), generator, camera_frame, rays,
+                              return_samples)
     draws = _draws_up_front(cfg, draws, rays_o, generator)
     samples_per_ray = cfg.num_samples + cfg.num_importance
     if cfg.max_points is None or B * R * samples_per_ray <= cfg.max_points:
@@ -352,6 +365,87 @@ def render_rays(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderConfi
         outs.append(_render_chunk(field, rays_o[:, sl], rays_d[:, sl], cfg, draws.slice(sl), generator, frame,
                                   rays.slice(sl), return_samples))
     return _concat(outs)
+
+
+def _image_grid(grid: tuple[int, int] | None, num_rays: int) -> tuple[int, int]:
+    if grid is None or len(grid) != 2 or grid[0] * grid[1] != num_rays:
+        raise ValueError(f"render_rays: fast sampling (cfg.bands) needs grid=(height, width) with height * width "
+                         f"= the {num_rays} rays (got grid={grid}); pass the rays' image size")
+    return int(grid[0]), int(grid[1])
+
+
+def _render_banded(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderConfig, image_hw: tuple[int, int],
+                   generator: torch.Generator | None, frame: CameraFrameRays | None, rays: _PerRay,
+                   return_samples: bool) -> RayOutput:
+    """``cfg.bands``' fast sampling: the probe pixels with the exact sampling, then every ray in its band."""
+    exact = replace(cfg, bands=None)
+    index, hp, wp = probe_pixels(*image_hw, cfg.bands.probe_stride, device=rays_o.device)
+    probe_rays = rays.slice(index)
+    probe_frame = None if frame is None else CameraFrameRays(frame.cam2world, frame.dirs_cam[:, index])
+    with torch.no_grad():  # the probe only decides where to look, like the coarse pass
+        probe = render_rays(field, rays_o[:, index], rays_d[:, index], exact, generator=generator,
+                            camera_frame=probe_frame, near=probe_rays.near, far=probe_rays.far,
+                            background=_tensor_or_none(probe_rays.background))
+        near, far = band_limits(cfg.bands, probe.t, probe.weights, cfg.num_samples, (hp, wp), image_hw,
+                                rays.near, rays.far)
+        empty = empty_pixels(cfg.bands, probe.opacity, (hp, wp), image_hw)
+    band = replace(exact, num_samples=cfg.bands.samples, num_importance=cfg.bands.importance, perturb=False,
+                   importance_det=True)
+    if not bool(empty.any()):
+        return render_rays(field, rays_o, rays_d, band, generator=generator, near=near, far=far,
+                           background=_tensor_or_none(rays.background), return_samples=return_samples)
+    # Rays with nothing around them take two samples (the background alone); the others their band. Each
+    # batch row is reordered occupied-first, so both sets stay (B, R_i) rectangles for the field.
+    order = torch.argsort(empty.to(torch.int8), dim=1, stable=True)
+    split = int((~empty).sum(1).max())
+    parts = []
+    for idx, sub_cfg, bounds in ((order[:, :split], band, (near, far)),
+                                 (order[:, split:], replace(band, num_samples=2, num_importance=0), (rays.near, rays.far))):
+        take = (lambda v, idx=idx: v.gather(1, idx) if v.dim() == 2 else v.gather(1, idx[..., None].expand(-1, -1, v.shape[-1])))
+        lo, hi = (take(b.expand_as(near)) if isinstance(b, Tensor) else b for b in bounds)
+        background = _tensor_or_none(rays.background)
+        parts.append(render_rays(field, take(rays_o), take(rays_d), sub_cfg, generator=generator, near=lo, far=hi,
+                                 background=None if background is None else take(background),
+                                 return_samples=return_samples))
+    return _scatter_rays(parts, order)
+
+
+def _tensor_or_none(x) -> Tensor | None:
+    return x if isinstance(x, Tensor) else None
+
+
+def _pad_samples(x: Tensor | None, size: int, dim: int, fill: float | None) -> Tensor | None:
+    """``x`` padded along ``dim`` to ``size`` with ``fill`` (None: repeating its last entry)."""
+    if x is None or x.shape[dim] >= size:
+        return x
+    last = x.narrow(dim, x.shape[dim] - 1, 1)
+    pad = last if fill is None else torch.full_like(last, fill)
+    shape = list(x.shape)
+    shape[dim] = size - x.shape[dim]
+    return torch.cat([x, pad.expand(*shape)], dim)
+
+
+def _scatter_rays(parts: list[RayOutput], order: Tensor) -> RayOutput:
+    """Two renders of the rays ``order[:, :R_0]`` and ``order[:, R_0:]`` back in ray order, per-sample fields
+    of the shorter one padded (weights and densities with zeros, distances and transmittance repeated)."""
+    samples = max(p.t.shape[-1] for p in parts)
+    intervals = samples - (parts[0].t.shape[-1] - parts[0].weights.shape[-1])  # S or S - 1 (midpoints)
+    # per-sample field: (padded size, sample dim, fill value or None to repeat the last entry)
+    per_sample = {"t": (samples, -1, None), "weights": (intervals, -1, 0.0), "transmittance": (intervals, -1, None),
+                  "sample_features": (samples, -2, None), "sample_density": (samples, -1, 0.0)}
+    joined = {}
+    for f in fields(RayOutput):
+        values = [getattr(p, f.name) for p in parts]
+        if values[0] is None:
+            joined[f.name] = None
+            continue
+        if f.name in per_sample:
+            size, dim, fill = per_sample[f.name]
+            values = [_pad_samples(v, size, dim, fill) for v in values]
+        cat = torch.cat(values, 1)
+        index = order.reshape(*order.shape, *([1] * (cat.dim() - 2))).expand_as(cat)
+        joined[f.name] = torch.empty_like(cat).scatter_(1, index, cat)
+    return RayOutput(**joined)
 
 
 def density_normals(sigma_fn: Callable[[Tensor], Tensor], points: Tensor, chunk: int = 65536) -> Tensor:

@@ -138,16 +138,17 @@ def _orbit_video(vopts, depth_range: DepthRange) -> dict:
     depth beside its images, coloured over ``depth_range`` (the sample grid's: one scale for every frame, the
     same as samples.png). Writes the video and its settings JSON; returns the settings record."""
     from . import video as video_tool
-    from .common import LatentViews, load_model, map_seeds, out_dir, psi, settings_record, tool_band, tool_condition
+    from .common import (LatentViews, load_model, map_seeds, out_dir, psi, settings_record, tool_band, tool_condition,
+                         tool_render_config)
 
     G = load_model(vopts)
     rows, cols = video_tool.parse_grid(vopts.grid)
     seeds = video_tool.grid_seeds(vopts.seeds, rows, cols)
     schedule, _ = video_tool.camera_schedule(G, vopts)
-    cfg = G.eval_render_config(vopts.num_samples)
+    cfg = tool_render_config(G, vopts)
     with torch.no_grad():
         views = LatentViews(G, map_seeds(G, vopts, seeds), condition=tool_condition(G, vopts),
-                            resolution=vopts.resolution, render=cfg, delta=tool_band(G, vopts))
+                            resolution=vopts.resolution, render=cfg, delta=tool_band(G, vopts), fast=vopts.fast)
 
     def frames():
         for yaw, pitch, scale in schedule:

@@ -27,7 +27,8 @@ from ..checks import AT_LEAST_ONE, FINITE, NON_NEGATIVE, POSITIVE, SEED, check_o
 from ..errors import OptionError
 from ..io.media import normals_to_image, save_image, to_uint8, write_json, write_video
 from ..models.base import Condition, FaceCodeLayout, Generator3D
-from .common import ModelOptions, load_model, out_dir, psi, require_condition, settings_record
+from ..nn.kernels import low_precision
+from .common import ModelOptions, load_model, out_dir, psi, require_condition, settings_record, tool_render_config
 from .faces import draw_landmarks
 
 CLIPS = ("expression", "pose", "identity")
@@ -258,8 +259,9 @@ def render_frame(G: Generator3D, opts: FaceClipOptions, plan: ClipPlan, i: int, 
     cams = G.cameras([yaw], [pitch])
     condition = Condition(face=plan.face[i:i + 1].to(G.device))
     w = G.mapping(plan.z[i:i + 1].to(G.device), psi(G, opts), cameras=cams, condition=condition)
-    res = G.synthesis(w, cams, condition=condition, resolution=resolution, render=cfg, normals=opts.normals,
-                      fast=True, generator=torch.Generator(device=G.device).manual_seed(opts.seed))
+    with low_precision(opts.fast):
+        res = G.synthesis(w, cams, condition=condition, resolution=resolution, render=cfg, normals=opts.normals,
+                          fast=True, generator=torch.Generator(device=G.device).manual_seed(opts.seed))
     stem = f"{i:04d}.png"
     image = res.image[0].cpu()
     save_image(out / "frames" / stem, image)
@@ -278,7 +280,7 @@ def run(opts: FaceClipOptions) -> dict:
     require_condition(G, "face", "aware3d face-clip")
     out = out_dir(opts)
     plan = clip_plan(G, opts)
-    cfg = G.eval_render_config(opts.num_samples)
+    cfg = tool_render_config(G, opts)
     frames = (render_frame(G, opts, plan, i, cfg, out)
               for i in tqdm(range(opts.num_frames), desc=f"{opts.clip} clip", unit="frame", disable=not opts.progress))
     target = out / (opts.name or f"{opts.clip}.mp4")

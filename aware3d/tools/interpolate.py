@@ -10,7 +10,7 @@ from tqdm import tqdm
 from ..cameras import get_camera_path
 from ..checks import AT_LEAST_ONE, POSITIVE, SEED, check_options
 from ..io.media import to_uint8, write_json, write_video
-from .common import (LatentViews, ModelOptions, load_model, map_seeds, out_dir, psi, settings_record,
+from .common import (LatentViews, ModelOptions, load_model, map_seeds, out_dir, psi, settings_record, tool_render_config,
                      tool_band, tool_condition)
 
 
@@ -46,7 +46,7 @@ def run(opts: InterpolateOptions) -> dict:
     G = load_model(opts)
     if len(opts.seeds) < 2:
         raise ValueError("interpolate needs at least two seeds (e.g. --seeds 0 1 2)")
-    cfg = G.eval_render_config(opts.num_samples)
+    cfg = tool_render_config(G, opts)
     with torch.no_grad():
         # Truncate the keys, then interpolate: every frame stays inside the truncated region.
         ws = interpolation_ws(map_seeds(G, opts, opts.seeds), opts.frames_per_seed)
@@ -60,7 +60,8 @@ def run(opts: InterpolateOptions) -> dict:
             with torch.no_grad():
                 # w changes every frame, so a plane cache (EG3D) is built and used once per frame.
                 views = LatentViews(G, ws[i:i + 1], condition=tool_condition(G, opts), resolution=opts.resolution, render=cfg,
-                                    lock_view_dependence=opts.lock_view_dependence, delta=tool_band(G, opts))
+                                    lock_view_dependence=opts.lock_view_dependence, delta=tool_band(G, opts),
+                                    fast=opts.fast)
                 img = views.render(G.cameras([yaw], [pitch], scale)).image
             yield to_uint8(img[0])
 

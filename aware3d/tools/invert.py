@@ -142,7 +142,7 @@ def check_invert_options(opts: InvertOptions) -> None:
 def inversion_config(opts: InvertOptions) -> InversionConfig:
     """The :class:`InversionConfig` the options describe."""
     return InversionConfig(
-        resolution=opts.resolution, num_samples=opts.num_samples, seed=opts.seed,
+        resolution=opts.resolution, num_samples=opts.num_samples, fast=opts.fast, seed=opts.seed,
         search=SearchConfig(yaw_steps=opts.search_grid[0], pitch_steps=opts.search_grid[1], steps=opts.search_steps,
                             resolution=opts.search_resolution),
         optim=OptimConfig(steps=opts.steps, refine_steps=opts.refine_steps, lr=opts.lr, camera_lr=opts.camera_lr),
@@ -191,7 +191,8 @@ def save_pictures(result: InversionResult, out: Path) -> list[str]:
     G, latent = result.G, result.latent
     views = LatentViews(G, latent.w, condition=latent.condition, resolution=result.renderer.resolution,
                         render=result.renderer.render, normals=G.capabilities.normals,
-                        sampling_seed=result.renderer.sampling_seed)
+                        sampling_seed=result.renderer.sampling_seed,
+                        fast=result.renderer.render.bands is not None)
     with torch.no_grad():
         rendered = views.render(result.angles.cameras(G))
     files = [str(save_image(out / "input.png", result.target[0]))]

@@ -85,7 +85,7 @@ def run(opts: MetricsOptions) -> dict:
         cache_dir=opts.cache_dir, progress=opts.progress, inception=opts.inception,
         truncation_psi=opts.truncation_psi, camera=opts.camera, resolution=opts.resolution,
         num_samples=opts.num_samples, lock_view_dependence=opts.lock_view_dependence, depth_net=depth_cfg,
-        condition=tool_condition(G, opts),
+        condition=tool_condition(G, opts), fast=opts.fast,
         configs=[FaceMetricsConfig(regressor=opts.face_regressor)] if opts.face_regressor else (),
     )
     file = out / "metrics.json"

@@ -15,7 +15,7 @@ from ..checks import AT_LEAST_ONE, FINITE, SEED, check_options
 from ..io.depth_pictures import colorize_depth_robust, depth_colorbar, robust_depth_range
 from ..io.media import make_grid, normals_to_image, save_image, write_json
 from ..models.base import Condition
-from .common import (LatentViews, ModelOptions, load_model, out_dir, psi, require_condition, settings_record,
+from .common import (LatentViews, ModelOptions, load_model, out_dir, psi, require_condition, settings_record, tool_render_config,
                      tool_band, tool_condition, tool_latents, with_light)
 
 
@@ -108,7 +108,7 @@ def render_seed(G, opts: RenderOptions, name: str, w, views, cfg, lights,
     # One latent, many views: EG3D's tri-planes are computed once per seed.
     seed_views = LatentViews(G, w, condition=base, resolution=opts.resolution, render=cfg,
                              lock_view_dependence=opts.lock_view_dependence, normals=opts.normals,
-                             delta=tool_band(G, opts))
+                             delta=tool_band(G, opts), fast=opts.fast)
     files, images = [], []
     for vi, (yaw, pitch, scale) in enumerate(views):
         cams = G.cameras([yaw], [pitch], scale)
@@ -132,7 +132,7 @@ def run(opts: RenderOptions) -> dict:
     source = tool_latents(G, opts, opts.seeds, opts.latent)
     views = view_list(G, opts, source.centre)
     lights = light_codes(G, opts)
-    cfg = G.eval_render_config(opts.num_samples)
+    cfg = tool_render_config(G, opts)
     files, grid_images = [], []
     for si, name in enumerate(tqdm(source.names, desc="render", unit="latent", disable=not opts.progress)):
         seed_files, images = render_seed(G, opts, name, source.w[si:si + 1], views, cfg, lights, source.condition)

@@ -12,7 +12,7 @@ from ..cameras import get_camera_path
 from ..checks import AT_LEAST_ONE, FINITE, POSITIVE, SEED, check_options
 from ..errors import OptionError
 from ..io.media import make_grid, to_uint8, write_json, write_video
-from .common import (LatentViews, ModelOptions, load_model, out_dir, psi, require_condition, settings_record,
+from .common import (LatentViews, ModelOptions, load_model, out_dir, psi, require_condition, settings_record, tool_render_config,
                      tool_band, tool_latents, with_light)
 
 
@@ -89,7 +89,7 @@ def run(opts: VideoOptions) -> dict:
     if opts.latent is not None and rows * cols != 1:
         raise OptionError(f"--latent films one latent: drop --grid {opts.grid} (or use --grid 1x1)")
     seeds = grid_seeds(opts.seeds, rows, cols)
-    cfg = G.eval_render_config(opts.num_samples)
+    cfg = tool_render_config(G, opts)
     with torch.no_grad():
         source = tool_latents(G, opts, seeds, opts.latent)
     w, condition = source.w, source.condition
@@ -97,7 +97,7 @@ def run(opts: VideoOptions) -> dict:
     with torch.no_grad():
         # The latents are fixed for the whole path: EG3D's tri-planes are computed once here, not per frame.
         views = LatentViews(G, w, condition=condition, resolution=opts.resolution, render=cfg,
-                            lock_view_dependence=opts.lock_view_dependence, delta=tool_band(G, opts))
+                            lock_view_dependence=opts.lock_view_dependence, delta=tool_band(G, opts), fast=opts.fast)
 
     def frames():
         for i in tqdm(range(len(schedule)), desc="video", unit="frame", disable=not opts.progress):

@@ -58,7 +58,8 @@ def initial_state(G: Generator3D, opts: ViewOptions):
         label = 0
     return ViewState(view=home_view(G), seed=opts.seed, seed_b=opts.seed_b, truncation_psi=psi(G, opts),
                      resolution=opts.resolution, num_samples=opts.num_samples, display=opts.display, light=light,
-                     class_label=label, lock_view_dependence=opts.lock_view_dependence, delta=tool_band(G, opts))
+                     class_label=label, lock_view_dependence=opts.lock_view_dependence, delta=tool_band(G, opts),
+                     fast=opts.fast)
 
 
 def start(opts: ViewOptions):

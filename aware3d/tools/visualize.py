@@ -42,9 +42,10 @@ from ..checks import AT_LEAST_ONE, POSITIVE, SEED, Range, check_options
 from ..export.layouts import REGULAR
 from ..io.media import colorize_depth, make_grid, to_uint8, write_json, write_video
 from ..models.base import Condition, Generator3D, GeneratorOutput
+from ..nn.kernels import low_precision
 from ..rendering import RenderConfig
 from .common import (LatentViews, ModelOptions, load_model, map_seeds, out_dir, psi, settings_record, tool_band,
-                     tool_condition)
+                     tool_condition, tool_render_config)
 
 View = tuple[float, float, float]
 """(yaw, pitch, fov_scale) of one camera, pi-GAN angles in radians."""
@@ -118,7 +119,8 @@ class VisContext:
         """One latent ``w`` (1, ...) ready to be seen from many cameras (the backbone runs once)."""
         o = self.opts
         return LatentViews(self.G, w, resolution=o.resolution, render=render or self.render,
-                           lock_view_dependence=o.lock_view_dependence, condition=self.condition, delta=self.band)
+                           lock_view_dependence=o.lock_view_dependence, condition=self.condition, delta=self.band,
+                           fast=o.fast)
 
     def image(self, views: LatentViews, view: View) -> Tensor:
         """(3, H, W) in [-1, 1]: ``views``' latent from camera ``view``."""
@@ -227,10 +229,11 @@ def render_without_background(ctx: VisContext, views: LatentViews, view: View) -
     gen = None if views.sampling_seed is None else torch.Generator(device=G.device).manual_seed(views.sampling_seed)
     kw = dict(resolution=views.resolution, render=views.render_config, generator=gen, condition=views.condition,
               ignore_bg=True)
-    if views.planes is not None:
-        return G.render_planes(views.planes, views.w, ctx.camera(view), **kw)
-    return G.synthesis(views.w, ctx.camera(view), lock_view_dependence=views.lock_view_dependence, fast=True,
-                       **views.band, **kw)
+    with low_precision(views.fast):
+        if views.planes is not None:
+            return G.render_planes(views.planes, views.w, ctx.camera(view), **kw)
+        return G.synthesis(views.w, ctx.camera(view), lock_view_dependence=views.lock_view_dependence, fast=True,
+                           **views.band, **kw)
 
 
 def require_separate_background(G: Generator3D) -> None:
@@ -413,7 +416,7 @@ def resolve_seeds(opts: VisualizeOptions) -> list[int]:
 def make_context(G: Generator3D, opts: VisualizeOptions, camera: str | None) -> VisContext:
     """The context of one run: render settings, latents of the seeds, the output folder ``<out>/<vis>``."""
     seeds = resolve_seeds(opts)
-    render = G.eval_render_config(opts.num_samples, **({"background": "white"} if opts.white_back else {}))
+    render = tool_render_config(G, opts, **({"background": "white"} if opts.white_back else {}))
     folder = out_dir(opts) / opts.vis
     folder.mkdir(parents=True, exist_ok=True)
     return VisContext(G, opts, render, seeds, map_seeds(G, opts, seeds), folder, camera,

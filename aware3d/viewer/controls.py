@@ -24,7 +24,7 @@ class Controls:
     """The GUI handles, by setting name, and the status line."""
 
     handles: dict[str, Any] = field(default_factory=dict)
-    """viser GUI handles: seed, seed_b, mix, truncation_psi, resolution, num_samples, display, light, class_label,
+    """viser GUI handles: seed, seed_b, mix, truncation_psi, resolution, num_samples, display, fast, light, class_label,
     save_view, save_shape (those the model has)."""
     status: Any = None
     """The markdown readout (camera and milliseconds per frame)."""
@@ -61,10 +61,13 @@ def _render_controls(gui, state: ViewState, displays: tuple[str, ...], update: U
         samples = gui.add_slider("Samples per ray", 4, max(128, 2 * samples0), 1, samples0,
                                  hint="coarse samples per ray (and fine ones where the model importance-samples)")
         display = gui.add_dropdown("Display", displays, initial_value=state.display)
+        fast = gui.add_checkbox("Fast mode", state.fast,
+                                hint="sample only near the surface a sparse probe finds; bfloat16 where fast")
     res.on_update(lambda _: update(resolution=int(res.value)))
     samples.on_update(lambda _: update(num_samples=int(samples.value)))
     display.on_update(lambda _: update(display=str(display.value)))
-    return {"resolution": res, "num_samples": samples, "display": display}
+    fast.on_update(lambda _: update(fast=bool(fast.value)))
+    return {"resolution": res, "num_samples": samples, "display": display, "fast": fast}
 
 
 def _light_controls(gui, G: Generator3D, state: ViewState, update: Update) -> dict:

@@ -21,6 +21,7 @@ from ..export.shapes import extract_mesh, save_mesh
 from ..io.depth_pictures import colorize_depth_robust, normals_picture
 from ..io.media import to_uint8
 from ..models.base import Condition, Generator3D, GeneratorOutput
+from ..nn.kernels import low_precision
 from .camera import OrbitView, view_cameras
 
 BASE_DISPLAYS = ("image", "depth", "normals")
@@ -55,6 +56,9 @@ class ViewState:
     """Ignore the view direction in the colour (families whose colour depends on it)."""
     delta: float | None = None
     """Band width around the tracked surface (``capabilities.surface_band``); None: the model's."""
+    fast: bool = False
+    """Fast mode: band sampling around the surface a sparse probe finds, bfloat16 where the device does it fast
+    (the tools' ``--fast``)."""
 
     def condition(self, device) -> Condition | None:
         """The state's condition as one row for every latent, or None when it sets nothing."""
@@ -166,15 +170,16 @@ class FrameRenderer:
         G = self.G
         cams = view_cameras(state.view, G.device)
         generator = torch.Generator(device=G.device).manual_seed(self.sampling_seed)
-        kwargs = {"resolution": resolution, "render": G.eval_render_config(state.num_samples),
+        kwargs = {"resolution": resolution, "render": G.eval_render_config(state.num_samples, fast=state.fast),
                   "normals": state.display == "normals", "generator": generator,
                   "condition": state.condition(G.device)}
         if preview and G.capabilities.raw_image:
             kwargs["superresolution"] = False  # a preview shows the raw volume render
-        if self._planes is not None:
-            return G.render_planes(self._planes, w, cams, **kwargs)
-        band = {} if state.delta is None else {"delta": state.delta}
-        return G.synthesis(w, cams, fast=True, lock_view_dependence=state.lock_view_dependence, **band, **kwargs)
+        with low_precision(state.fast):
+            if self._planes is not None:
+                return G.render_planes(self._planes, w, cams, **kwargs)
+            band = {} if state.delta is None else {"delta": state.delta}
+            return G.synthesis(w, cams, fast=True, lock_view_dependence=state.lock_view_dependence, **band, **kwargs)
 
     @torch.no_grad()
     def render(self, state: ViewState, preview_resolution: int | None = None) -> Frame:
@@ -192,7 +197,7 @@ class FrameRenderer:
         if not cached:
             self._latent_ms = (t1 - t0) * 1e3
         out = self._render(state, w, resolution, preview)
-        cfg = G.eval_render_config(state.num_samples)
+        cfg = G.eval_render_config(state.num_samples, fast=state.fast)
         lighting = lighting_pictures(G, out, state.condition(device), cfg)
         shown = to_uint8(picture(out, state.display, lighting), value_range=(0, 1))
         _sync(device)

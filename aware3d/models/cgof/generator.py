@@ -28,7 +28,7 @@ from .conditioning import MeshConditioning, build_conditioning
 from .config import CGOFConfig
 from .layout import (FACE_CODE_DIM, FACE_GROUPS, FaceWhitening, LatentLayout, face_model_data, face_model_on, face_model_source,
                      synthetic_faces_statistics)
-from .render import NearMeshGuide, PassDraws, ThreePassRays, render_chunked
+from .render import NearMeshGuide, PassDraws, ThreePassRays, render_banded, render_chunked
 
 
 def normalised_pose(angles: Tensor, pose: PoseDistribution) -> Tensor:
@@ -252,9 +252,15 @@ class CGOFGenerator(Generator3D):
         fine2 = self.config.fine2_count(cfg)
         ratio = self.config.near_mesh_ratio if near_mesh_ratio is None else near_mesh_ratio
         guide = self.near_mesh_guide(cond, cfg, ratio) if self.config.near_mesh and fine2 > 0 else None
-        pass_draws = None if draws is None else PassDraws(draws.stratified, draws.importance)
-        rays = render_chunked(self.field_fn(film, lock_view_dependence, fast), rays_o, rays_d, cfg, fine2, guide,
-                              generator, pass_draws)
+        field = self.field_fn(film, lock_view_dependence, fast)
+        if cfg.bands is not None:
+            if draws is not None:
+                raise ValueError("injected draws reproduce the exact sampling; the fast sampling of render.bands "
+                                 "places its own samples (render with bands=None to use draws)")
+            rays = render_banded(field, rays_o, rays_d, cfg, fine2, guide, (res, res), generator)
+        else:
+            pass_draws = None if draws is None else PassDraws(draws.stratified, draws.importance)
+            rays = render_chunked(field, rays_o, rays_d, cfg, fine2, guide, generator, pass_draws)
         return CGOFRender(rays, cond, rays_o, rays_d, res)
 
     def output(self, details: CGOFRender, w: Tensor, normals: bool = False,

@@ -15,12 +15,13 @@ changes nothing but the density noise (training renders are never chunked).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import Tensor
 
 from ...rendering import FieldFn, RenderConfig, shaped_density
+from ...rendering.bands import band_limits, probe_pixels
 from ...rendering.compositing import Composited, composite
 from ...rendering.sampling import blend_toward_band, sample_importance, stratified_parts
 
@@ -204,5 +205,40 @@ def render_chunked(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderCo
     return _cat(outs)
 
 
+def _query_chunked(field: FieldFn, rays_o: Tensor, rays_d: Tensor, t: Tensor, name: str, cfg: RenderConfig) -> SamplePass:
+    """:func:`query` over chunks of rays of at most ``cfg.max_points`` field evaluations (None: all at once)."""
+    B, R, S = t.shape
+    step = R if cfg.max_points is None else max(1, cfg.max_points // (B * S))
+    parts = [query(field, rays_o[:, s:s + step], rays_d[:, s:s + step], t[:, s:s + step], name, cfg)
+             for s in range(0, R, step)]
+    return _cat(parts)
+
+
+def render_banded(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderConfig, fine2: int,
+                  guide: NearMeshGuide | None, image_hw: tuple[int, int],
+                  generator: torch.Generator | None = None) -> ThreePassRays:
+    """``cfg.bands``' fast sampling (:mod:`aware3d.rendering.bands`) around the three-pass render: the probe
+    pixels rendered by :func:`render_chunked` (all three passes, the mesh guide included), then every ray
+    sampled only in its band (one "band" pass, plus importance samples in it if ``cfg.bands.importance``)."""
+    bands, exact = cfg.bands, replace(cfg, bands=None)
+    index, hp, wp = probe_pixels(*image_hw, bands.probe_stride, device=rays_o.device)
+    part = None if guide is None else NearMeshGuide(guide.depth[:, index], guide.mask[:, index], guide.band_width,
+                                                    guide.ratio)
+    B, R, _ = rays_o.shape
+    with torch.no_grad():
+        probe = render_chunked(field, rays_o[:, index], rays_d[:, index], exact, fine2, part, generator)
+        near, far = band_limits(bands, probe.t, probe.composited.weights, cfg.num_samples, (hp, wp), image_hw,
+                                cfg.near, cfg.far)
+    lattice, _ = stratified_parts(near, far, bands.samples, (B, R), perturb=False, device=rays_o.device,
+                                  dtype=rays_o.dtype, spacing=cfg.spacing)
+    passes = [_query_chunked(field, rays_o, rays_d, lattice, "band", exact)]
+    if bands.importance > 0:
+        fine_cfg = replace(exact, importance_det=True)
+        t_fine = importance_distances(passes[0], fine_cfg, bands.importance, None, generator)
+        passes.append(_query_chunked(field, rays_o, rays_d, t_fine, "band_fine", exact))
+    out, t, order = merge_passes(passes, exact, generator)
+    return ThreePassRays(out, t, passes, order)
+
+
 __all__ = ["NearMeshGuide", "PassDraws", "SamplePass", "ThreePassRays", "draws_up_front", "importance_distances",
-           "merge_passes", "query", "render_chunked", "render_three_pass"]
+           "merge_passes", "query", "render_banded", "render_chunked", "render_three_pass"]

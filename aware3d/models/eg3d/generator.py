@@ -372,7 +372,7 @@ class EG3DGenerator(Generator3D):
         R = resolution or self.config.neural_rendering_resolution
         cfg = render or self.config.render
         rays_o, rays_d = eg3d_rays(cam2world, K, R)
-        out = render_rays(self.field_fn(planes), rays_o, rays_d, cfg, generator=generator, draws=draws)
+        out = render_rays(self.field_fn(planes), rays_o, rays_d, cfg, generator=generator, draws=draws, grid=(R, R))
         # EG3D clamps depth to the range of *all* sample distances in the batch; an empty ray (weight 0)
         # gets the maximum.
         t = out.t

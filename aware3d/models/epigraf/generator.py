@@ -372,7 +372,7 @@ class EpiGRAFGenerator(Generator3D):
         B = c2w.shape[0]
         planes, ws = expand_latent(planes, B), expand_latent(ws, B)
         out = render_rays(self.field_fn(planes), rays_o, rays_d, cfg, generator=generator, draws=draws,
-                          camera_frame=CameraFrameRays(c2w, dirs_cam))
+                          camera_frame=CameraFrameRays(c2w, dirs_cam), grid=(R, R))
         color, final_t, bg = out.features, out.transmittance[..., -1:], None
         if self.config.background != "none" and not ignore_bg:
             x, y = ndc_coordinates(B, R, patch, c2w.device)

@@ -115,7 +115,7 @@ class PiGANGenerator(Generator3D):
         frame = CameraFrameRays(cameras.cam2world, dirs_cam)
         field = self.field_fn(w, lock_view_dependence, fast)
         out = render_rays(field, rays_o, rays_d, cfg, generator=generator, draws=draws, camera_frame=frame,
-                          background=self._plain_background(field, B, rays_o))
+                          background=self._plain_background(field, B, rays_o), grid=(res, res))
 
         def to_image(x: Tensor) -> Tensor:
             return x.reshape(B, res, res, -1).permute(0, 3, 1, 2)

@@ -195,7 +195,8 @@ class ShadeGANGenerator(Generator3D):
             # Samples are placed around the prediction; the tracker learns from its own loss, not through them.
             near, far = surface_band(tracked.detach(), res, cfg.near, cfg.far, delta)
         out = render_rays(self.field_fn(w, light, lock_view_dependence), rays_o, rays_d, cfg, generator=generator,
-                          draws=draws, camera_frame=CameraFrameRays(cameras.cam2world, dirs_cam), near=near, far=far)
+                          draws=draws, camera_frame=CameraFrameRays(cameras.cam2world, dirs_cam), near=near, far=far,
+                          grid=(res, res))
         albedo = out.features[..., :3].clamp(0, 1)
         normal = out.features[..., 3:6]
         normal = normal / (normal.norm(dim=-1, keepdim=True) + 1e-7)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..kernels import use_optimized_kernels, using_reference_kernels
+from ..kernels import low_precision_dtype, use_optimized_kernels, using_reference_kernels
 
 Activation = Literal["linear", "lrelu", "relu"]
 NoiseMode = Literal["random", "const", "none"]
@@ -475,7 +475,9 @@ class SynthesisBlock(nn.Module):
             raise ValueError(f"block at {self.resolution} px needs {self.num_conv + self.num_torgb} ws, got {ws.shape[1]}")
         w_iter = iter(ws.unbind(dim=1))
         fp16 = self.use_fp16 and not force_fp32 and ws.device.type == "cuda"
-        dtype = torch.float16 if fp16 else torch.float32
+        # Inside low_precision() (the tools' --fast) every block computes in bfloat16 where that is fast; its
+        # float32 range needs none of float16's overflow guards. The skip images stay float32.
+        dtype = torch.float16 if fp16 else (low_precision_dtype(ws) or torch.float32)
         fused = resolve_fused(self.fused_modconv if fused_modconv is None else fused_modconv, self.training)
         layer_kw = dict(noise_mode=noise_mode, fused_modconv=fused, generator=generator)
         # Channels-last feature maps: oneDNN's CPU convolutions and depthwise FIR filters run 1.5-3x faster in
