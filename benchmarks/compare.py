@@ -8,6 +8,11 @@ alternating within each repetition so that machine noise hits all of them alike:
   fixtures were matched against; the issue measured it as fast as the official code on this machine);
 * exact: the default kernels and the tools' path (channels-last convolutions, polyphase resampling, one
   gather over the stacked tri-planes, the folded SIREN), the same outputs within the parity tolerances;
+* the fast mode (the tools' ``--fast``) and its parts: ``bands`` (probe-and-band sampling,
+  ``RenderConfig.bands``, float32), ``bf16`` (the exact sampling with ``low_precision()``'s bfloat16 kernels)
+  and ``fast`` (both), with their mean |image - exact| (target: >= 5x the exact mode at <= 1e-2 on trained
+  models: random weights render fog, whose errors say little about surfaces; ``--checkpoints`` adds render
+  cases of trained checkpoints, e.g. the demo's runs);
 * on CUDA also tf32 (TensorFloat-32 matmuls and convolutions) and, with --compile, torch.compile.
 
 Columns: median seconds, the ratio reference / exact (target >= 2x), the max |exact - reference| of the
@@ -32,7 +37,7 @@ import statistics
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -42,7 +47,8 @@ from torch.utils.flop_counter import flop_registry
 
 import aware3d
 from aware3d.models.registry import build_generator
-from aware3d.nn.kernels import reference_kernels
+from aware3d.nn.kernels import low_precision, reference_kernels
+from aware3d.rendering.bands import SurfaceBands
 
 
 # ------------------------------------------------------------------------------------------ measuring
@@ -210,17 +216,29 @@ def device_modes(modes: dict[str, Callable], device: torch.device, compile_modes
     return {**modes, **extra}
 
 
-def render_modes(G, cams, **kw) -> dict[str, Callable]:
-    """reference / exact renders of latent seed 0 with the tools' settings."""
+def fast_modes(render: Callable[[object, bool], torch.Tensor], cfg) -> dict[str, Callable]:
+    """The fast mode and its two parts, from ``render(render_config, low_precision) -> image``: ``bands`` (band
+    sampling alone, float32), ``bf16`` (the exact sampling in bfloat16 kernels) and ``fast`` (both: --fast)."""
+    def mode(bands: bool, low: bool) -> Callable[[], torch.Tensor]:
+        config = replace(cfg, bands=SurfaceBands()) if bands else cfg
+
+        def run():
+            with low_precision(low):
+                return render(config, low)
+        return run
+    return {"bands": mode(True, False), "bf16": mode(False, True), "fast": mode(True, True)}
+
+
+def render_modes(G, cams, render, **kw) -> dict[str, Callable]:
+    """reference / exact / fast renders of latent seed 0 with the tools' settings ``render``."""
     w = G.mapping(G.z_from_seeds([0]), 0.7).detach()
 
-    def render(exact_field: bool):
-        def run():
-            gen = torch.Generator(device=G.device).manual_seed(0)
-            return G.synthesis(w, cams, fast=not exact_field, generator=gen, **kw).image
-        return run
+    def image(cfg, folded: bool = True) -> torch.Tensor:
+        gen = torch.Generator(device=G.device).manual_seed(0)
+        return G.synthesis(w, cams, fast=folded, generator=gen, render=cfg, **kw).image
 
-    return {"reference": in_reference(render(True)), "exact": render(False)}
+    return {"reference": in_reference(lambda: image(render, folded=False)), "exact": lambda: image(render),
+            **fast_modes(lambda cfg, low: image(cfg), render)}
 
 
 PRESET_OVERRIDES = {"cgof-celeba": ["face_model=synthetic"]}
@@ -235,7 +253,7 @@ def siren_cases(family: str, preset: str, sizes: list[int], device: torch.device
     cfg = G.eval_render_config(12, **({"max_points": GPU_CHUNK} if device.type == "cuda" else {}))
     cases = []
     for s in sizes:
-        modes = render_modes(G, cams, resolution=s, render=cfg)
+        modes = render_modes(G, cams, cfg, resolution=s)
         cases.append(Case(family, f"render {preset} {s} px, 12+12 samples, batch {batch}",
                           device_modes(modes, device, compile_modes), tolerance=1e-4, batch=batch,
                           official=official_seconds("pigan", "timings.json", *PIGAN_OFFICIAL[s])
@@ -249,20 +267,43 @@ def eg3d_cases(preset: str, nrr: list[int], device: torch.device, compile_modes:
     cfg = G.eval_render_config(**({"max_points": GPU_CHUNK} if device.type == "cuda" else {}))
     cases = []
     for r in nrr:
-        full = render_modes(G, cams, resolution=r, render=cfg)
+        full = render_modes(G, cams, cfg, resolution=r)
         with torch.no_grad():
             ws = G.mapping(G.z_from_seeds([0]), 0.7)
             planes = G.planes(ws)
 
-        def camera_only(r=r, planes=planes, ws=ws):
+        def camera_only(render=cfg, r=r, planes=planes, ws=ws):
             gen = torch.Generator(device=G.device).manual_seed(0)
-            return G.render_planes(planes, ws, cams, resolution=r, render=cfg, generator=gen).image
+            return G.render_planes(planes, ws, cams, resolution=r, render=render, generator=gen).image
 
-        cached = {"reference": in_reference(camera_only), "exact": camera_only}
+        cached = {"reference": in_reference(camera_only), "exact": camera_only,
+                  **fast_modes(lambda render, low: camera_only(render), cfg)}
         full, cached = device_modes(full, device, compile_modes), device_modes(cached, device, compile_modes)
         cases.append(Case(G.family, f"{preset} {G.config.img_resolution} px frame, neural {r} px", full, 1e-4,
                           official_seconds("eg3d", "timing.json", "full", f"mapping+synthesis_nrr{r}")))
         cases.append(Case(G.family, f"{preset} camera-only frame, neural {r} px", cached, 1e-4))
+    return cases
+
+
+def checkpoint_cases(paths: list[str], device: torch.device, resolutions: list[int]) -> list[Case]:
+    """Render cases of trained checkpoints (their own evaluation settings, three views of seeds 0-2)."""
+    cases = []
+    for path in paths:
+        G = aware3d.load(path, device=device).eval()
+        p = G.config.pose
+        cams = G.cameras([p.yaw_mean + d for d in (-0.4, 0.0, 0.3)], [p.pitch_mean] * 3)
+        w = G.mapping(G.z_from_seeds([0, 1, 2]), G.config.eval_truncation_psi).detach()
+        cfg = G.eval_render_config()
+
+        def image(render, res, G=G, w=w, cams=cams, folded=True):
+            gen = torch.Generator(device=G.device).manual_seed(0)
+            return G.synthesis(w, cams, resolution=res, render=render, fast=folded, generator=gen).image
+        for res in resolutions:
+            modes = {"reference": in_reference(lambda res=res: image(cfg, res, folded=False)),
+                     "exact": lambda res=res: image(cfg, res),
+                     **fast_modes(lambda render, low, res=res: image(render, res), cfg)}
+            cases.append(Case(G.family, f"trained {path} ({G.preset}), {res} px, batch 3", modes, tolerance=1e-4,
+                              batch=3))
     return cases
 
 
@@ -317,6 +358,10 @@ def build_cases(families: list[str], device: torch.device, quick: bool, tmp: str
     return cases
 
 
+MODE_TARGETS = {"exact": ">= 2x ref", "fast": ">= 5x exact"}
+"""What each mode aims at (the fast mode also at <= 1e-2 mean |fast - exact| on trained models)."""
+
+
 # ------------------------------------------------------------------------------------------ running
 def run_case(case: Case, reps: int, device: torch.device) -> None:
     outputs, times, memory = {}, {m: [] for m in case.modes}, {m: [] for m in case.modes}
@@ -346,21 +391,22 @@ def run_case(case: Case, reps: int, device: torch.device) -> None:
         if outputs.get("reference") is not None and outputs[mode] is not None:
             r["max_abs_vs_reference"] = float((outputs[mode] - outputs["reference"]).abs().max())
             r["mean_abs_vs_reference"] = float((outputs[mode] - outputs["reference"]).abs().mean())
+            r["mean_abs_vs_exact"] = float((outputs[mode] - outputs["exact"]).abs().mean())
 
 
 def print_case(case: Case, ceil: dict[str, float]) -> None:
-    ref = case.results["reference"]["seconds"]
+    ref, exact = case.results["reference"]["seconds"], case.results["exact"]["seconds"]
     print(f"\n[{case.family}] {case.name}")
-    print(f"  {'mode':10s} {'seconds':>9s} {'ref/mode':>9s} {'target':>7s} {'max|d|':>9s} {'peak MiB':>9s} "
-          f"{'GFLOP/s':>8s} {'of GEMM':>8s} {'of conv':>8s} {'images/s':>9s}")
+    print(f"  {'mode':10s} {'seconds':>9s} {'ref/mode':>9s} {'exact/mode':>10s} {'target':>12s} {'max|d|ref':>9s} "
+          f"{'mean|d|ex':>9s} {'peak MiB':>9s} {'GFLOP/s':>8s} {'of GEMM':>8s} {'of conv':>8s} {'images/s':>9s}")
     for mode, r in case.results.items():
-        speed = ref / r["seconds"]
-        target = ">= 2x" if mode == "exact" else ""
-        diff = r.get("max_abs_vs_reference")
+        target = MODE_TARGETS.get(mode, "")
+        diff, mean = r.get("max_abs_vs_reference"), r.get("mean_abs_vs_exact")
         diff_s = "" if diff is None or mode == "reference" else f"{diff:9.1e}"
-        print(f"  {mode:10s} {r['seconds']:9.3f} {speed:8.2f}x {target:>7s} {diff_s:>9s} {r['peak_mib']:9.0f} "
-              f"{r['gflops']:8.1f} {r['gflops'] / ceil['gemm']:8.1%} {r['gflops'] / ceil['conv']:8.1%} "
-              f"{case.batch / r['seconds']:9.2f}")
+        mean_s = "" if mean is None or mode in ("reference", "exact") else f"{mean:9.1e}"
+        print(f"  {mode:10s} {r['seconds']:9.3f} {ref / r['seconds']:8.2f}x {exact / r['seconds']:9.2f}x "
+              f"{target:>12s} {diff_s:>9s} {mean_s:>9s} {r['peak_mib']:9.0f} {r['gflops']:8.1f} "
+              f"{r['gflops'] / ceil['gemm']:8.1%} {r['gflops'] / ceil['conv']:8.1%} {case.batch / r['seconds']:9.2f}")
     if case.official is not None:
         print(f"  official code, reference fixture's own run (another process and load): {case.official:.3f} s")
     if case.tolerance is not None and "max_abs_vs_reference" in case.results["exact"]:
@@ -370,7 +416,7 @@ def print_case(case: Case, ceil: dict[str, float]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--families", nargs="+", default=["pigan", "eg3d", "epigraf", "shadegan", "cgof"],
+    ap.add_argument("--families", nargs="*", default=["pigan", "eg3d", "epigraf", "shadegan", "cgof"],
                     choices=["pigan", "eg3d", "epigraf", "shadegan", "cgof"])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -380,6 +426,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--compile", action="store_true", help="CUDA: also time torch.compile'd renders")
     ap.add_argument("--nrr", type=int, nargs="+", default=None, help="EG3D neural rendering sizes (64 128)")
     ap.add_argument("--no-train", action="store_true", help="leave the training-step cases out")
+    ap.add_argument("--checkpoints", nargs="+", default=[], help="trained checkpoints to add render cases of")
+    ap.add_argument("--checkpoint-resolutions", type=int, nargs="+", default=[64, 128])
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -394,7 +442,8 @@ def main(argv: list[str] | None = None) -> None:
           f"GEMM {ceil['gemm']:.1f} GFLOP/s, 3x3 conv {ceil['conv']:.1f} GFLOP/s")
     report = {"device": str(device), "threads": torch.get_num_threads(), "ceilings": ceil, "cases": []}
     with tempfile.TemporaryDirectory() as tmp:
-        for case in build_cases(args.families, device, args.quick, tmp, args.nrr, args.compile):
+        cases = checkpoint_cases(args.checkpoints, device, args.checkpoint_resolutions)
+        for case in cases + build_cases(args.families, device, args.quick, tmp, args.nrr, args.compile):
             if args.no_train and case.name.startswith("training step"):
                 continue
             run_case(case, args.reps, device)
