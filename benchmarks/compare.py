@@ -15,14 +15,16 @@ alternating within each repetition so that machine noise hits all of them alike:
   cases of trained checkpoints, e.g. the demo's runs);
 * on CUDA also tf32 (TensorFloat-32 matmuls and convolutions) and, with --compile, torch.compile.
 
-Columns: median seconds, the ratio reference / exact (target >= 2x), the max |exact - reference| of the
-image (render cases, against the parity tolerance), the peak memory the case adds (CPU: RSS sampled every
+Columns: median seconds, the ratios reference / mode and exact / mode, the max |mode - reference| of the
+image (render cases, against the parity tolerance), the mean |mode - exact| and the mean |mode - converged|
+(converged: 4x the samples, unjittered, rendered once untimed; a jittered exact mode is itself far from
+it), the peak memory the case adds (CPU: RSS sampled every
 5 ms above the RSS before it; CUDA: peak allocated), and the case's GFLOP/s (matmul + convolution FLOPs
 counted by ``torch.utils.flop_counter`` on one run) against the GEMM and convolution ceilings measured in
 the same run.
 
     python benchmarks/compare.py [--families pigan eg3d epigraf shadegan cgof] [--reps 3] [--device cpu|cuda]
-                                 [--threads N] [--quick] [--json out.json]
+                                 [--threads N] [--quick] [--json out.json] [--checkpoints RUN/generator ...]
 
 ``--quick`` shrinks the renders (64 px, EG3D neural rendering 32 px) to check the script itself in seconds.
 """
@@ -156,6 +158,9 @@ class Case:
     """The official code's seconds for this case from the reference fixtures (another run: a hint, not a ratio)."""
     batch: int = 1
     """Images per call (the per-second column is batch / seconds)."""
+    converged: Callable[[], torch.Tensor] | None = None
+    """The same image rendered with 4x the samples, unjittered (run once, untimed): what every mode's sampling
+    error is measured against (a jittered exact mode is itself far from it)."""
     results: dict[str, dict] = field(default_factory=dict)
 
 
@@ -229,16 +234,24 @@ def fast_modes(render: Callable[[object, bool], torch.Tensor], cfg) -> dict[str,
     return {"bands": mode(True, False), "bf16": mode(False, True), "fast": mode(True, True)}
 
 
-def render_modes(G, cams, render, **kw) -> dict[str, Callable]:
-    """reference / exact / fast renders of latent seed 0 with the tools' settings ``render``."""
+def converged(render: Callable[[object, bool], torch.Tensor], cfg) -> Callable[[], torch.Tensor]:
+    """``render`` with 4x the coarse and fine samples, unjittered, deterministic importance sampling."""
+    dense = replace(cfg, num_samples=4 * cfg.num_samples, num_importance=4 * cfg.num_importance, perturb=False,
+                    importance_det=True)
+    return lambda: render(dense, False)
+
+
+def render_modes(G, cams, render, **kw) -> tuple[dict[str, Callable], Callable]:
+    """reference / exact / fast renders of latent seed 0 with the tools' settings ``render``, and the converged
+    render."""
     w = G.mapping(G.z_from_seeds([0]), 0.7).detach()
 
     def image(cfg, folded: bool = True) -> torch.Tensor:
         gen = torch.Generator(device=G.device).manual_seed(0)
         return G.synthesis(w, cams, fast=folded, generator=gen, render=cfg, **kw).image
 
-    return {"reference": in_reference(lambda: image(render, folded=False)), "exact": lambda: image(render),
-            **fast_modes(lambda cfg, low: image(cfg), render)}
+    return ({"reference": in_reference(lambda: image(render, folded=False)), "exact": lambda: image(render),
+             **fast_modes(lambda cfg, low: image(cfg), render)}, converged(lambda cfg, low: image(cfg), render))
 
 
 PRESET_OVERRIDES = {"cgof-celeba": ["face_model=synthetic"]}
@@ -253,9 +266,9 @@ def siren_cases(family: str, preset: str, sizes: list[int], device: torch.device
     cfg = G.eval_render_config(12, **({"max_points": GPU_CHUNK} if device.type == "cuda" else {}))
     cases = []
     for s in sizes:
-        modes = render_modes(G, cams, cfg, resolution=s)
+        modes, dense = render_modes(G, cams, cfg, resolution=s)
         cases.append(Case(family, f"render {preset} {s} px, 12+12 samples, batch {batch}",
-                          device_modes(modes, device, compile_modes), tolerance=1e-4, batch=batch,
+                          device_modes(modes, device, compile_modes), tolerance=1e-4, batch=batch, converged=dense,
                           official=official_seconds("pigan", "timings.json", *PIGAN_OFFICIAL[s])
                           if family == "pigan" and s in PIGAN_OFFICIAL and batch == 1 else None))
     return cases
@@ -267,7 +280,7 @@ def eg3d_cases(preset: str, nrr: list[int], device: torch.device, compile_modes:
     cfg = G.eval_render_config(**({"max_points": GPU_CHUNK} if device.type == "cuda" else {}))
     cases = []
     for r in nrr:
-        full = render_modes(G, cams, cfg, resolution=r)
+        full, dense = render_modes(G, cams, cfg, resolution=r)
         with torch.no_grad():
             ws = G.mapping(G.z_from_seeds([0]), 0.7)
             planes = G.planes(ws)
@@ -280,8 +293,9 @@ def eg3d_cases(preset: str, nrr: list[int], device: torch.device, compile_modes:
                   **fast_modes(lambda render, low: camera_only(render), cfg)}
         full, cached = device_modes(full, device, compile_modes), device_modes(cached, device, compile_modes)
         cases.append(Case(G.family, f"{preset} {G.config.img_resolution} px frame, neural {r} px", full, 1e-4,
-                          official_seconds("eg3d", "timing.json", "full", f"mapping+synthesis_nrr{r}")))
-        cases.append(Case(G.family, f"{preset} camera-only frame, neural {r} px", cached, 1e-4))
+                          official_seconds("eg3d", "timing.json", "full", f"mapping+synthesis_nrr{r}"), converged=dense))
+        cases.append(Case(G.family, f"{preset} camera-only frame, neural {r} px", cached, 1e-4,
+                          converged=converged(lambda render, low: camera_only(render), cfg)))
     return cases
 
 
@@ -303,7 +317,7 @@ def checkpoint_cases(paths: list[str], device: torch.device, resolutions: list[i
                      "exact": lambda res=res: image(cfg, res),
                      **fast_modes(lambda render, low, res=res: image(render, res), cfg)}
             cases.append(Case(G.family, f"trained {path} ({G.preset}), {res} px, batch 3", modes, tolerance=1e-4,
-                              batch=3))
+                              batch=3, converged=converged(lambda render, low, res=res: image(render, res), cfg)))
     return cases
 
 
@@ -365,6 +379,8 @@ MODE_TARGETS = {"exact": ">= 2x ref", "fast": ">= 5x exact"}
 # ------------------------------------------------------------------------------------------ running
 def run_case(case: Case, reps: int, device: torch.device) -> None:
     outputs, times, memory = {}, {m: [] for m in case.modes}, {m: [] for m in case.modes}
+    with torch.no_grad():
+        dense = None if case.converged is None else case.converged()
     with torch.no_grad() if case.tolerance is not None else contextlib.nullcontext():
         for mode, fn in list(case.modes.items()):  # warm-up (and compilation), outputs, FLOP counts
             try:
@@ -392,20 +408,24 @@ def run_case(case: Case, reps: int, device: torch.device) -> None:
             r["max_abs_vs_reference"] = float((outputs[mode] - outputs["reference"]).abs().max())
             r["mean_abs_vs_reference"] = float((outputs[mode] - outputs["reference"]).abs().mean())
             r["mean_abs_vs_exact"] = float((outputs[mode] - outputs["exact"]).abs().mean())
+        if dense is not None and outputs[mode] is not None:
+            r["mean_abs_vs_converged"] = float((outputs[mode] - dense).abs().mean())
 
 
 def print_case(case: Case, ceil: dict[str, float]) -> None:
     ref, exact = case.results["reference"]["seconds"], case.results["exact"]["seconds"]
     print(f"\n[{case.family}] {case.name}")
     print(f"  {'mode':10s} {'seconds':>9s} {'ref/mode':>9s} {'exact/mode':>10s} {'target':>12s} {'max|d|ref':>9s} "
-          f"{'mean|d|ex':>9s} {'peak MiB':>9s} {'GFLOP/s':>8s} {'of GEMM':>8s} {'of conv':>8s} {'images/s':>9s}")
+          f"{'mean|d|ex':>9s} {'mean|d|cv':>9s} {'peak MiB':>9s} {'GFLOP/s':>8s} {'of GEMM':>8s} {'of conv':>8s} "
+          f"{'images/s':>9s}")
     for mode, r in case.results.items():
         target = MODE_TARGETS.get(mode, "")
-        diff, mean = r.get("max_abs_vs_reference"), r.get("mean_abs_vs_exact")
+        diff, mean, conv = r.get("max_abs_vs_reference"), r.get("mean_abs_vs_exact"), r.get("mean_abs_vs_converged")
         diff_s = "" if diff is None or mode == "reference" else f"{diff:9.1e}"
         mean_s = "" if mean is None or mode in ("reference", "exact") else f"{mean:9.1e}"
+        conv_s = "" if conv is None else f"{conv:9.1e}"
         print(f"  {mode:10s} {r['seconds']:9.3f} {ref / r['seconds']:8.2f}x {exact / r['seconds']:9.2f}x "
-              f"{target:>12s} {diff_s:>9s} {mean_s:>9s} {r['peak_mib']:9.0f} {r['gflops']:8.1f} "
+              f"{target:>12s} {diff_s:>9s} {mean_s:>9s} {conv_s:>9s} {r['peak_mib']:9.0f} {r['gflops']:8.1f} "
               f"{r['gflops'] / ceil['gemm']:8.1%} {r['gflops'] / ceil['conv']:8.1%} {case.batch / r['seconds']:9.2f}")
     if case.official is not None:
         print(f"  official code, reference fixture's own run (another process and load): {case.official:.3f} s")

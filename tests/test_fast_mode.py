@@ -113,7 +113,7 @@ def counting(field):
 @pytest.fixture(scope="module")
 def ball_rays():
     cams = Cameras.from_angles([0.3, -0.2], [1.4, 1.6], 12.0, radius=1.0)
-    return generate_rays(cams, 32, 32)[:2]
+    return generate_rays(cams, 64, 64)[:2]
 
 
 @pytest.mark.parametrize("background", ["black", "white", "last_sample"])
@@ -123,11 +123,11 @@ def test_band_sampling_renders_the_ball_like_the_exact_mode_with_far_fewer_sampl
     field, exact_calls = counting(sphere_field)
     exact = render_rays(field, rays_o, rays_d, cfg)
     field, fast_calls = counting(sphere_field)
-    fast = render_rays(field, rays_o, rays_d, replace(cfg, bands=SurfaceBands()), grid=(32, 32))
+    fast = render_rays(field, rays_o, rays_d, replace(cfg, bands=SurfaceBands()), grid=(64, 64))
     assert sum(fast_calls) < sum(exact_calls) / 2.5
     # colour in [0, 1]: 2.5e-3 is the fast mode's 5e-3 in images in [-1, 1]
     assert (fast.features - exact.features).abs().mean() < 2.5e-3
-    assert (fast.opacity - exact.opacity).abs().mean() < 2e-4 and (fast.opacity - exact.opacity).abs().max() < 1e-2
+    assert (fast.opacity - exact.opacity).abs().mean() < 2e-4 and (fast.opacity - exact.opacity).abs().max() < 0.03
     hit = exact.opacity > 0.99
     assert (fast.depth - exact.depth)[hit].abs().mean() < 2e-3
     # Every ray's samples lie inside [near, far]; where the surface's depth varies slowly (the 3 x 3 probe
@@ -146,7 +146,7 @@ def test_band_sampling_keeps_gradients_and_refuses_what_it_cannot_honour(ball_ra
     def field(points, dirs):
         color, sigma = sphere_field(points, dirs)
         return color * scale, sigma
-    out = render_rays(field, rays_o, rays_d, cfg, grid=(32, 32))
+    out = render_rays(field, rays_o, rays_d, cfg, grid=(64, 64))
     out.features.sum().backward()
     assert scale.grad is not None and scale.grad > 0
     with pytest.raises(ValueError, match="grid"):
@@ -155,14 +155,14 @@ def test_band_sampling_keeps_gradients_and_refuses_what_it_cannot_honour(ball_ra
         render_rays(sphere_field, rays_o, rays_d, cfg, grid=(16, 16))
     with pytest.raises(ValueError, match="draws"):
         from aware3d.rendering import RandomDraws
-        render_rays(sphere_field, rays_o, rays_d, cfg, grid=(32, 32), draws=RandomDraws())
+        render_rays(sphere_field, rays_o, rays_d, cfg, grid=(64, 64), draws=RandomDraws())
 
 
 def test_band_sampling_respects_per_ray_bounds(ball_rays):
     rays_o, rays_d = ball_rays
     cfg = RenderConfig(near=0.8, far=1.2, num_samples=16, num_importance=16, perturb=False, bands=SurfaceBands())
     near = torch.full(rays_o.shape[:2], 0.95)
-    out = render_rays(sphere_field, rays_o, rays_d, cfg, grid=(32, 32), near=near, far=1.05)
+    out = render_rays(sphere_field, rays_o, rays_d, cfg, grid=(64, 64), near=near, far=1.05)
     assert out.t.min() >= 0.95 - 1e-6 and out.t.max() <= 1.05 + 1e-6
 
 
@@ -248,22 +248,32 @@ def test_empty_pixels_take_two_samples_and_keep_the_background(ball_rays):
     rays_o, rays_d = ball_rays
     cfg = RenderConfig(near=0.85, far=1.15, num_samples=24, num_importance=24, perturb=False, background="white")
 
-    def small_ball(points, dirs):  # radius 0.04: most of the 32 x 32 image sees only the white background
+    def small_ball(points, dirs):  # radius 0.04: most of the 64 x 64 image sees only the white background
         color, _ = sphere_field(points, dirs)
         return color, ((0.04 - points.norm(dim=-1)) * 1e4).clamp(0, 200)  # exactly 0 outside
     field, exact_calls = counting(small_ball)
     exact = render_rays(field, rays_o, rays_d, cfg, return_samples=True)
     field, fast_calls = counting(small_ball)
-    fast = render_rays(field, rays_o, rays_d, replace(cfg, bands=SurfaceBands()), grid=(32, 32), return_samples=True)
+    fast = render_rays(field, rays_o, rays_d, replace(cfg, bands=SurfaceBands()), grid=(64, 64), return_samples=True)
     assert sum(fast_calls) < sum(exact_calls) / 4
     # A small ball: many pixels graze it, where 16 band samples resolve its thin chords less well than 48.
     assert (fast.features - exact.features).abs().mean() < 4e-3
     assert (fast.opacity - exact.opacity).abs().mean() < 4e-3
     samples = SurfaceBands().samples + SurfaceBands().importance
-    assert fast.t.shape == fast.sample_density.shape == (2, 32 * 32, samples)
-    assert fast.weights.shape == fast.transmittance.shape == (2, 32 * 32, samples)
-    assert fast.sample_features.shape == (2, 32 * 32, samples, 3)
+    assert fast.t.shape == fast.sample_density.shape == (2, 64 * 64, samples)
+    assert fast.weights.shape == fast.transmittance.shape == (2, 64 * 64, samples)
+    assert fast.sample_features.shape == (2, 64 * 64, samples, 3)
     two = (fast.t[..., 1:] == cfg.far).all(-1)  # the rays that took two samples: near, far, far repeated
     assert two.float().mean() > 0.4 and torch.allclose(fast.t[two][:, 0], torch.tensor(cfg.near))
     assert (fast.weights[two][:, 2:] == 0).all()
     torch.testing.assert_close(fast.features[two], exact.features[two], atol=1e-5, rtol=0)
+
+
+def test_bracket_footprint_merges_the_probes_around_each_pixel():
+    start = torch.arange(4.0).reshape(1, 4)  # probe 2 x 2: bands [k, k + 1]
+    near, far = spread_bands(start, start + 1, (2, 2), (4, 4), stride=2, radius=0, footprint="bracket")
+    near_n, far_n = spread_bands(start, start + 1, (2, 2), (4, 4), stride=2, radius=0, footprint="nearest")
+    # Probe centres at pixels 1 and 3: pixel 2 lies between them and merges all four; pixel 0 only the first.
+    assert near.reshape(4, 4)[2, 2] == 0 and far.reshape(4, 4)[2, 2] == 4
+    assert near.reshape(4, 4)[0, 0] == 0 and far.reshape(4, 4)[0, 0] == 1
+    assert near_n.reshape(4, 4)[2, 2] == 3 and far_n.reshape(4, 4)[0, 3] == 2

@@ -15,6 +15,7 @@ when ``RenderConfig.bands`` is set (the tools' ``--fast``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,9 @@ from torch import Tensor
 
 from ..checks import AT_LEAST_ONE, NON_NEGATIVE, check_config
 from ..errors import ConfigError
+
+
+Footprint = Literal["nearest", "bracket"]
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,12 @@ class SurfaceBands:
     front and the back)."""
     margin: float = 0.5
     """Widening of each band at both ends, in the probe's coarse sample steps ((far - near) / num_samples)."""
-    neighbourhood: int = 1
-    """Radius, in probe pixels, of the neighbourhood whose bands are merged (1: 3 x 3)."""
+    footprint: Footprint = "nearest"
+    """Which probe bands a pixel takes: its nearest probe pixel's, or the union over the 2 x 2 probe pixels around
+    it (bracket: safer at silhouettes between probe pixels, thinner sampling where the depth varies; measured
+    worse on the trained demo models, see benchmarks/compare.py)."""
+    neighbourhood: int = 0
+    """Radius, in probe pixels, over which each probe band is first widened (0: none; 1: 3 x 3)."""
     empty_opacity: float = 1e-3
     """Probe rays less opaque than this are empty; a pixel whose whole probe neighbourhood is empty takes two
     samples (its background) instead of a band (0: never skip)."""
@@ -91,13 +99,21 @@ def weight_interval(t: Tensor, weights: Tensor, mass: float, min_opacity: float 
     return torch.where(empty, t[..., 0], start), torch.where(empty, t[..., -1], torch.maximum(start, end))
 
 
-def spread_bands(start: Tensor, end: Tensor, probe_hw: tuple[int, int], image_hw: tuple[int, int], stride: int,
-                 radius: int) -> tuple[Tensor, Tensor]:
-    """Probe bands (B, hp * wp) merged over (2 radius + 1)^2 probe neighbourhoods and given to every image pixel
-    of its probe cell: (near, far), each (B, height * width), world units.
+def _bracket(size: int, stride: int, count: int, device) -> tuple[Tensor, Tensor]:
+    """For each of ``size`` pixels along one axis, the probe indices just before and after it (clamped)."""
+    before = torch.div(torch.arange(size, device=device) - stride // 2, stride, rounding_mode="floor")
+    return before.clamp(0, count - 1), (before + 1).clamp(0, count - 1)
 
-    Image pixel (i, j) takes probe pixel (i // stride, j // stride), whose neighbourhood spans the probe
-    pixels on both sides of it, so every pixel's band covers the probe rays around it.
+
+def spread_bands(start: Tensor, end: Tensor, probe_hw: tuple[int, int], image_hw: tuple[int, int], stride: int,
+                 radius: int, footprint: Footprint = "nearest") -> tuple[Tensor, Tensor]:
+    """Probe bands (B, hp * wp) given to every image pixel: (near, far), each (B, height * width), world units.
+
+    Each probe band is first merged over its (2 radius + 1)^2 probe neighbourhood (the smallest start, the
+    largest end); then pixel (i, j) takes the band of its nearest probe pixel (``footprint="nearest"``) or
+    merges those of the 2 x 2 probe pixels around it (``"bracket"``: the probe centres before and after it
+    along each axis, the ones bilinear interpolation would read), which holds both sides of a silhouette that
+    runs between probe pixels at the price of wider bands (thinner sampling) wherever the depth varies.
     """
     (hp, wp), (height, width) = probe_hw, image_hw
     B = start.shape[0]
@@ -106,10 +122,17 @@ def spread_bands(start: Tensor, end: Tensor, probe_hw: tuple[int, int], image_hw
         k = 2 * radius + 1
         lo = -F.max_pool2d(-lo, k, stride=1, padding=radius)
         hi = F.max_pool2d(hi, k, stride=1, padding=radius)
-    rows = (torch.arange(height, device=start.device) // stride).clamp(max=hp - 1)
-    cols = (torch.arange(width, device=start.device) // stride).clamp(max=wp - 1)
-    index = (rows[:, None] * wp + cols[None, :]).reshape(-1)
-    return lo.reshape(B, -1)[:, index], hi.reshape(B, -1)[:, index]
+    lo, hi = lo.reshape(B, hp, wp), hi.reshape(B, hp, wp)
+    if footprint == "nearest":
+        rows = ((torch.arange(height, device=start.device) // stride).clamp(max=hp - 1),)
+        cols = ((torch.arange(width, device=start.device) // stride).clamp(max=wp - 1),)
+    elif footprint == "bracket":
+        rows, cols = _bracket(height, stride, hp, start.device), _bracket(width, stride, wp, start.device)
+    else:
+        raise ValueError(f"unknown footprint {footprint!r}; valid: nearest, bracket")
+    near = torch.stack([lo[:, r][:, :, c] for r in rows for c in cols]).amin(0)
+    far = torch.stack([hi[:, r][:, :, c] for r in rows for c in cols]).amax(0)
+    return near.reshape(B, -1), far.reshape(B, -1)
 
 
 def band_limits(bands: SurfaceBands, probe_t: Tensor, probe_weights: Tensor, num_samples: int,
@@ -128,7 +151,7 @@ def band_limits(bands: SurfaceBands, probe_t: Tensor, probe_weights: Tensor, num
     start, end = weight_interval(probe_t, probe_weights, bands.mass)
     step = (probe_t[..., -1] - probe_t[..., 0]) / num_samples
     start, end = start - bands.margin * step, end + bands.margin * step
-    lo, hi = spread_bands(start, end, probe_hw, image_hw, bands.probe_stride, bands.neighbourhood)
+    lo, hi = spread_bands(start, end, probe_hw, image_hw, bands.probe_stride, bands.neighbourhood, bands.footprint)
     lo = torch.maximum(lo, near) if isinstance(near, Tensor) else lo.clamp_min(near)
     hi = torch.minimum(hi, far) if isinstance(far, Tensor) else hi.clamp_max(far)
     return lo, torch.maximum(hi, lo)
@@ -139,7 +162,8 @@ def empty_pixels(bands: SurfaceBands, probe_opacity: Tensor, probe_hw: tuple[int
     """(B, height * width) bool: the image pixels whose whole probe neighbourhood is empty (every probe ray
     there less opaque than ``bands.empty_opacity``), from the probe's opacity (B, hp * wp)."""
     opaque = probe_opacity.to(torch.float32)
-    most, _ = spread_bands(-opaque, -opaque, probe_hw, image_hw, bands.probe_stride, bands.neighbourhood)
+    # empty only if every probe pixel around is: the bracket footprint whatever the bands' own
+    most, _ = spread_bands(-opaque, -opaque, probe_hw, image_hw, bands.probe_stride, bands.neighbourhood, "bracket")
     return -most < bands.empty_opacity
 
 
