@@ -59,7 +59,7 @@ def test_spread_bands_cover_every_probe_band_in_the_neighbourhood():
     g = torch.Generator().manual_seed(0)
     start = torch.rand(2, 3 * 4, generator=g)
     end = start + torch.rand(2, 3 * 4, generator=g)
-    near, far = spread_bands(start, end, (3, 4), (12, 16), stride=4, radius=1)
+    near, far = spread_bands(start, end, (3, 4), (12, 16), stride=4, reach=1.0)
     assert near.shape == far.shape == (2, 12 * 16)
     s, e = start.reshape(2, 3, 4), end.reshape(2, 3, 4)
     n, f = near.reshape(2, 12, 16), far.reshape(2, 12, 16)
@@ -68,7 +68,9 @@ def test_spread_bands_cover_every_probe_band_in_the_neighbourhood():
         block = (slice(None), slice(max(a - 1, 0), a + 2), slice(max(b - 1, 0), b + 2))
         torch.testing.assert_close(n[:, i, j], s[block].amin((1, 2)))
         torch.testing.assert_close(f[:, i, j], e[block].amax((1, 2)))
-    near0, far0 = spread_bands(start, end, (3, 4), (12, 16), stride=4, radius=0)
+    near0, far0 = spread_bands(start, end, (3, 4), (12, 16), stride=4, reach=0.0)
+    half, _ = spread_bands(start, end, (3, 4), (12, 16), stride=4, reach=0.5)
+    torch.testing.assert_close(half, (near0 + near) / 2)
     torch.testing.assert_close(near0.reshape(2, 12, 16)[:, 5, 9], s[:, 1, 2])
 
 
@@ -76,7 +78,7 @@ def test_band_limits_stay_inside_the_rays_bounds_and_add_the_margin():
     t = torch.linspace(1.0, 2.0, 11).expand(1, 4, 11)
     weights = torch.zeros(1, 4, 11)
     weights[..., 5] = 1.0
-    bands = SurfaceBands(probe_stride=1, margin=1.0, neighbourhood=0)
+    bands = SurfaceBands(probe_stride=1, margin=1.0, reach=0.0)
     near, far = band_limits(bands, t, weights, 10, (2, 2), (2, 2), 1.0, 2.0)
     torch.testing.assert_close(near, torch.full((1, 4), 1.4))
     torch.testing.assert_close(far, torch.full((1, 4), 1.7))
@@ -119,15 +121,16 @@ def ball_rays():
 @pytest.mark.parametrize("background", ["black", "white", "last_sample"])
 def test_band_sampling_renders_the_ball_like_the_exact_mode_with_far_fewer_samples(ball_rays, background):
     rays_o, rays_d = ball_rays
-    cfg = RenderConfig(near=0.85, far=1.15, num_samples=24, num_importance=24, perturb=False, background=background)
+    cfg = RenderConfig(near=0.85, far=1.15, num_samples=24, num_importance=24, perturb=False, importance_det=True,
+                       background=background)
     field, exact_calls = counting(sphere_field)
     exact = render_rays(field, rays_o, rays_d, cfg)
     field, fast_calls = counting(sphere_field)
     fast = render_rays(field, rays_o, rays_d, replace(cfg, bands=SurfaceBands()), grid=(64, 64))
-    assert sum(fast_calls) < sum(exact_calls) / 2.5
+    assert sum(fast_calls) < sum(exact_calls) / 2  # probe 1/16, bands 16 of 48, silhouette rays again exactly
     # colour in [0, 1]: 2.5e-3 is the fast mode's 5e-3 in images in [-1, 1]
     assert (fast.features - exact.features).abs().mean() < 2.5e-3
-    assert (fast.opacity - exact.opacity).abs().mean() < 2e-4 and (fast.opacity - exact.opacity).abs().max() < 0.03
+    assert (fast.opacity - exact.opacity).abs().mean() < 1e-3
     hit = exact.opacity > 0.99
     assert (fast.depth - exact.depth)[hit].abs().mean() < 2e-3
     # Every ray's samples lie inside [near, far]; where the surface's depth varies slowly (the 3 x 3 probe
@@ -246,7 +249,8 @@ def test_viewer_state_fast_toggles_the_render_settings():
 
 def test_empty_pixels_take_two_samples_and_keep_the_background(ball_rays):
     rays_o, rays_d = ball_rays
-    cfg = RenderConfig(near=0.85, far=1.15, num_samples=24, num_importance=24, perturb=False, background="white")
+    cfg = RenderConfig(near=0.85, far=1.15, num_samples=24, num_importance=24, perturb=False, importance_det=True,
+                       background="white")
 
     def small_ball(points, dirs):  # radius 0.04: most of the 64 x 64 image sees only the white background
         color, _ = sphere_field(points, dirs)
@@ -259,9 +263,10 @@ def test_empty_pixels_take_two_samples_and_keep_the_background(ball_rays):
     # A small ball: many pixels graze it, where 16 band samples resolve its thin chords less well than 48.
     assert (fast.features - exact.features).abs().mean() < 4e-3
     assert (fast.opacity - exact.opacity).abs().mean() < 4e-3
-    samples = SurfaceBands().samples + SurfaceBands().importance
-    assert fast.t.shape == fast.sample_density.shape == (2, 64 * 64, samples)
-    assert fast.weights.shape == fast.transmittance.shape == (2, 64 * 64, samples)
+    # Per-sample fields are padded to the most samples any ray took (the exact sampling of re-rendered rays).
+    samples = fast.t.shape[-1]
+    assert samples in (SurfaceBands().samples + SurfaceBands().importance, 48)
+    assert fast.t.shape == fast.sample_density.shape == fast.weights.shape == fast.transmittance.shape
     assert fast.sample_features.shape == (2, 64 * 64, samples, 3)
     two = (fast.t[..., 1:] == cfg.far).all(-1)  # the rays that took two samples: near, far, far repeated
     assert two.float().mean() > 0.4 and torch.allclose(fast.t[two][:, 0], torch.tensor(cfg.near))
@@ -271,9 +276,48 @@ def test_empty_pixels_take_two_samples_and_keep_the_background(ball_rays):
 
 def test_bracket_footprint_merges_the_probes_around_each_pixel():
     start = torch.arange(4.0).reshape(1, 4)  # probe 2 x 2: bands [k, k + 1]
-    near, far = spread_bands(start, start + 1, (2, 2), (4, 4), stride=2, radius=0, footprint="bracket")
-    near_n, far_n = spread_bands(start, start + 1, (2, 2), (4, 4), stride=2, radius=0, footprint="nearest")
+    near, far = spread_bands(start, start + 1, (2, 2), (4, 4), stride=2, reach=0.0, footprint="bracket")
+    near_n, far_n = spread_bands(start, start + 1, (2, 2), (4, 4), stride=2, reach=0.0, footprint="nearest")
     # Probe centres at pixels 1 and 3: pixel 2 lies between them and merges all four; pixel 0 only the first.
     assert near.reshape(4, 4)[2, 2] == 0 and far.reshape(4, 4)[2, 2] == 4
     assert near.reshape(4, 4)[0, 0] == 0 and far.reshape(4, 4)[0, 0] == 1
     assert near_n.reshape(4, 4)[2, 2] == 3 and far_n.reshape(4, 4)[0, 3] == 2
+
+
+def ball_before_a_wall(points, view_dirs):
+    """The textured ball in front of a red wall (the plane 0.17 behind the origin, seen from the cameras)."""
+    color, sigma = sphere_field(points, view_dirs)
+    wall = (points[..., :1] * 0 + torch.tensor([0.9, 0.1, 0.1])).expand_as(color)
+    behind = ((-points * WALL_NORMAL).sum(-1) - 0.17).clamp(0, 0.01) * 2e4  # 200 beyond the plane
+    return torch.where((sigma > behind)[..., None], color, wall), torch.maximum(sigma, behind)
+
+
+WALL_NORMAL = torch.nn.functional.normalize(torch.tensor([0.3, 0.2, 1.0]), dim=0)
+
+
+def test_rays_whose_band_missed_their_surface_are_rendered_again_exactly(ball_rays):
+    rays_o, rays_d = ball_rays
+    cfg = RenderConfig(near=0.8, far=1.2, num_samples=24, num_importance=24, perturb=False, importance_det=True)
+    exact = render_rays(ball_before_a_wall, rays_o, rays_d, cfg)
+    field, calls = counting(ball_before_a_wall)
+    fast = render_rays(field, rays_o, rays_d, replace(cfg, bands=SurfaceBands()), grid=(64, 64))
+    field, calls_off = counting(ball_before_a_wall)
+    blind = render_rays(field, rays_o, rays_d, replace(cfg, bands=SurfaceBands(fallback=0.0)), grid=(64, 64))
+    error, blind_error = ((o.features - exact.features).abs().amax(-1) for o in (fast, blind))
+    assert sum(calls) > sum(calls_off)  # some rays were rendered twice
+    # The silhouettes against the wall: pixels that see the wall next to probe rays that hit the ball.
+    assert error.mean() < blind_error.mean() and error.max() < 0.7 * blind_error.max()
+    assert error.mean() < 2e-3 and (error > 0.02).sum() < 0.7 * (blind_error > 0.02).sum()
+
+
+def test_weight_at_a_rays_end_opens_its_band_to_each_pixels_own_bound():
+    t = torch.linspace(1.0, 2.0, 11).expand(2, 11)
+    weights = torch.zeros(2, 11)
+    weights[0, 10] = 1.0  # all on the last sample (a backdrop at far)
+    weights[1, 0] = 1.0   # all in the first interval
+    start, end = weight_interval(t, weights, 0.99, open_ends=True)
+    assert end[0] == torch.inf and start[0] == 2.0 and start[1] == -torch.inf and end[1] == pytest.approx(1.1)
+    bands = SurfaceBands(probe_stride=1, reach=0.0, margin=0.0)
+    near, far = band_limits(bands, t[None, :1], weights[None, :1], 10, (1, 1), (1, 1), torch.full((1, 1), 1.5),
+                            torch.full((1, 1), 2.5))
+    assert near.item() == pytest.approx(2.0) and far.item() == pytest.approx(2.5)  # this pixel's own far

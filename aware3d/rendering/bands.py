@@ -1,15 +1,17 @@
 """Fast sampling: a sparse probe finds where each ray's weight lies, the full image samples only that band.
 
 The probe renders every ``probe_stride``-th pixel of the image with the full sampling (coarse + importance).
-Each probe ray's compositing weights give the interval of distances that holds ``mass`` of its weight; the
-intervals of a probe pixel's neighbours are merged (min of the starts, max of the ends, so a silhouette
-edge between two probe pixels gets a band that covers both sides), widened by ``margin`` coarse steps and
-handed to every full-resolution pixel near that probe pixel as its per-ray ``near`` / ``far``. The full
+Each probe ray's compositing weights give the interval of distances that holds ``mass`` of its weight; each
+interval (optionally reaching part of the way toward its neighbours') is widened by ``margin`` coarse steps
+and handed to the image pixels nearest that probe pixel (or merged over the 2 x 2 probe pixels around each)
+as their per-ray ``near`` / ``far``; an interval that reaches its probe ray's end stays open there, so each
+pixel's band ends at its own bound (a backdrop at ``far``, a tracked band, a ray-box exit). The full
 image then takes ``samples`` (+ ``importance``) samples per ray inside its band: empty space in front of
 the surface and the occluded space behind it are never evaluated (empty-space skipping and early ray
 termination, decided once per frame instead of per sample). It is an approximation: a structure thinner
 than the probe spacing, seen by no probe ray, can be missed. :func:`~aware3d.rendering.render_rays` runs it
-when ``RenderConfig.bands`` is set (the tools' ``--fast``).
+when ``RenderConfig.bands`` is set (the tools' ``--fast``), through :mod:`.banded`, which also re-renders with
+the exact sampling the rays whose band turns out to have missed their surface.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..checks import AT_LEAST_ONE, NON_NEGATIVE, check_config
+from ..checks import AT_LEAST_ONE, NON_NEGATIVE, Range, check_config
 from ..errors import ConfigError
 
 
@@ -48,15 +50,22 @@ class SurfaceBands:
     """Which probe bands a pixel takes: its nearest probe pixel's, or the union over the 2 x 2 probe pixels around
     it (bracket: safer at silhouettes between probe pixels, thinner sampling where the depth varies; measured
     worse on the trained demo models, see benchmarks/compare.py)."""
-    neighbourhood: int = 0
-    """Radius, in probe pixels, over which each probe band is first widened (0: none; 1: 3 x 3)."""
+    reach: float = 0.0
+    """How far each probe band first extends toward its 8 neighbours' (0: not at all; 1: to the whole union).
+    Wider bands sample more thinly: on the trained demo models 0 measured closest to converged renders, and
+    the rays a narrow band misses are caught by ``fallback``."""
+    fallback: float = 0.05
+    """A ray whose band let through this much more light than its probe ray (transmittance in front of its last
+    sample), or whose first band interval holds half its weight, missed its surface and is rendered again with
+    the exact sampling (0: never)."""
     empty_opacity: float = 1e-3
     """Probe rays less opaque than this are empty; a pixel whose whole probe neighbourhood is empty takes two
     samples (its background) instead of a band (0: never skip)."""
 
     def __post_init__(self) -> None:
         check_config(self, {"probe_stride": AT_LEAST_ONE, "samples": AT_LEAST_ONE, "importance": NON_NEGATIVE,
-                            "margin": NON_NEGATIVE, "neighbourhood": NON_NEGATIVE, "empty_opacity": NON_NEGATIVE})
+                            "margin": NON_NEGATIVE, "reach": Range(0.0, 1.0), "fallback": Range(0.0, 1.0),
+                            "empty_opacity": NON_NEGATIVE})
         if not 0.0 < self.mass <= 1.0:
             raise ConfigError(f"bands.mass must be in (0, 1] (the fraction of weight a band holds), got {self.mass}")
         if self.samples < 2:
@@ -74,7 +83,8 @@ def probe_pixels(height: int, width: int, stride: int, device=None) -> tuple[Ten
     return (rows[:, None] * width + cols[None, :]).reshape(-1), len(rows), len(cols)
 
 
-def weight_interval(t: Tensor, weights: Tensor, mass: float, min_opacity: float = 1e-4) -> tuple[Tensor, Tensor]:
+def weight_interval(t: Tensor, weights: Tensor, mass: float, min_opacity: float = 1e-4,
+                    open_ends: bool = False) -> tuple[Tensor, Tensor]:
     """Per ray, the interval of distances holding ``mass`` of the compositing weight.
 
     Args:
@@ -83,6 +93,9 @@ def weight_interval(t: Tensor, weights: Tensor, mass: float, min_opacity: float 
             compositing) or S (weight i at sample i, which stands for [t_i, t_i+1]; the last for itself).
         mass: in (0, 1]; (1 - mass) / 2 of the weight is left out at each end.
         min_opacity: rays whose weights sum to less are empty: their interval is the whole [t_0, t_S-1].
+        open_ends: an interval that reaches the ray's first (last) interval starts at -inf (ends at +inf): the
+            weight there belongs to the ray's own end (a last-sample fill, a backdrop at ``far``), which a
+            neighbouring ray with other bounds has elsewhere; the caller clamps to each ray's bounds.
     Returns:
         (start, end), each (...), world units, start <= end.
     """
@@ -94,9 +107,14 @@ def weight_interval(t: Tensor, weights: Tensor, mass: float, min_opacity: float 
     cut = (1.0 - mass) / 2
     first = (cdf <= cut).sum(-1, keepdim=True).clamp(max=n - 1)
     last = (cdf < 1.0 - cut).sum(-1, keepdim=True).clamp(max=n - 1)
-    start, end = starts.gather(-1, first)[..., 0], ends.gather(-1, last)[..., 0]
+    start, end = starts.gather(-1, first)[..., 0], torch.maximum(starts.gather(-1, first), ends.gather(-1, last))[..., 0]
     empty = total[..., 0] < min_opacity
-    return torch.where(empty, t[..., 0], start), torch.where(empty, t[..., -1], torch.maximum(start, end))
+    lo, hi = t[..., 0], t[..., -1]
+    if open_ends:
+        lo, hi = torch.full_like(lo, -torch.inf), torch.full_like(hi, torch.inf)
+        start = torch.where(first[..., 0] == 0, lo, start)
+        end = torch.where(last[..., 0] == n - 1, hi, end)
+    return torch.where(empty, lo, start), torch.where(empty, hi, end)
 
 
 def _bracket(size: int, stride: int, count: int, device) -> tuple[Tensor, Tensor]:
@@ -106,11 +124,11 @@ def _bracket(size: int, stride: int, count: int, device) -> tuple[Tensor, Tensor
 
 
 def spread_bands(start: Tensor, end: Tensor, probe_hw: tuple[int, int], image_hw: tuple[int, int], stride: int,
-                 radius: int, footprint: Footprint = "nearest") -> tuple[Tensor, Tensor]:
+                 reach: float, footprint: Footprint = "nearest") -> tuple[Tensor, Tensor]:
     """Probe bands (B, hp * wp) given to every image pixel: (near, far), each (B, height * width), world units.
 
-    Each probe band is first merged over its (2 radius + 1)^2 probe neighbourhood (the smallest start, the
-    largest end); then pixel (i, j) takes the band of its nearest probe pixel (``footprint="nearest"``) or
+    Each probe band first extends ``reach`` of the way toward the smallest start and the largest end of its
+    3 x 3 probe neighbourhood (0: stays; 1: becomes their union); then pixel (i, j) takes the band of its nearest probe pixel (``footprint="nearest"``) or
     merges those of the 2 x 2 probe pixels around it (``"bracket"``: the probe centres before and after it
     along each axis, the ones bilinear interpolation would read), which holds both sides of a silhouette that
     runs between probe pixels at the price of wider bands (thinner sampling) wherever the depth varies.
@@ -118,10 +136,9 @@ def spread_bands(start: Tensor, end: Tensor, probe_hw: tuple[int, int], image_hw
     (hp, wp), (height, width) = probe_hw, image_hw
     B = start.shape[0]
     lo, hi = start.reshape(B, 1, hp, wp), end.reshape(B, 1, hp, wp)
-    if radius > 0:
-        k = 2 * radius + 1
-        lo = -F.max_pool2d(-lo, k, stride=1, padding=radius)
-        hi = F.max_pool2d(hi, k, stride=1, padding=radius)
+    if reach > 0:
+        lo = lo + reach * (-F.max_pool2d(-lo, 3, stride=1, padding=1) - lo)
+        hi = hi + reach * (F.max_pool2d(hi, 3, stride=1, padding=1) - hi)
     lo, hi = lo.reshape(B, hp, wp), hi.reshape(B, hp, wp)
     if footprint == "nearest":
         rows = ((torch.arange(height, device=start.device) // stride).clamp(max=hp - 1),)
@@ -148,10 +165,18 @@ def band_limits(bands: SurfaceBands, probe_t: Tensor, probe_weights: Tensor, num
         probe_hw, image_hw: the probe's and the image's (height, width).
         near, far: the image rays' own bounds (floats or (B, height * width)); the bands stay inside them.
     """
-    start, end = weight_interval(probe_t, probe_weights, bands.mass)
+    start, end = weight_interval(probe_t, probe_weights, bands.mass, open_ends=True)
+    # Open ends (weight at the probe ray's own bound) are blended as that bound, then reopened for the pixels
+    # that take them, whose own bounds may lie elsewhere (ShadeGAN's tracked bands, per-ray boxes).
+    open_start, open_end = start.isinf(), end.isinf()
+    start = torch.where(open_start, probe_t[..., 0], start)
+    end = torch.where(open_end, probe_t[..., -1], end)
     step = (probe_t[..., -1] - probe_t[..., 0]) / num_samples
     start, end = start - bands.margin * step, end + bands.margin * step
-    lo, hi = spread_bands(start, end, probe_hw, image_hw, bands.probe_stride, bands.neighbourhood, bands.footprint)
+    lo, hi = spread_bands(start, end, probe_hw, image_hw, bands.probe_stride, bands.reach, bands.footprint)
+    opens = [spread_bands(o.float(), o.float(), probe_hw, image_hw, bands.probe_stride, 0.0, bands.footprint)[1] > 0
+             for o in (open_start, open_end)]
+    lo, hi = lo.masked_fill(opens[0], -torch.inf), hi.masked_fill(opens[1], torch.inf)
     lo = torch.maximum(lo, near) if isinstance(near, Tensor) else lo.clamp_min(near)
     hi = torch.minimum(hi, far) if isinstance(far, Tensor) else hi.clamp_max(far)
     return lo, torch.maximum(hi, lo)
@@ -163,8 +188,20 @@ def empty_pixels(bands: SurfaceBands, probe_opacity: Tensor, probe_hw: tuple[int
     there less opaque than ``bands.empty_opacity``), from the probe's opacity (B, hp * wp)."""
     opaque = probe_opacity.to(torch.float32)
     # empty only if every probe pixel around is: the bracket footprint whatever the bands' own
-    most, _ = spread_bands(-opaque, -opaque, probe_hw, image_hw, bands.probe_stride, bands.neighbourhood, "bracket")
+    most, _ = spread_bands(-opaque, -opaque, probe_hw, image_hw, bands.probe_stride, 0.0, "bracket")
     return -most < bands.empty_opacity
 
 
-__all__ = ["SurfaceBands", "band_limits", "empty_pixels", "probe_pixels", "spread_bands", "weight_interval"]
+def band_last_delta(near: Tensor, far: Tensor, ray_far: Tensor | float, last_delta: Tensor | float,
+                    samples: int) -> Tensor:
+    """(B, R) the band pass's last intervals (without midpoint compositing): the rays' own ``last_delta`` where
+    the band reaches their far end ``ray_far`` (a backdrop there stays one), one band step where it ends
+    before (the rest of the ray holds no weight to speak of; an infinite last interval inside a surface would
+    turn the band's end into a backdrop)."""
+    own = last_delta if isinstance(last_delta, Tensor) else torch.full_like(far, last_delta)
+    step = (far - near) / max(samples - 1, 1)
+    return torch.where(far >= torch.as_tensor(ray_far, dtype=far.dtype, device=far.device) - 1e-6, own,
+                       torch.minimum(own, step))
+
+
+__all__ = ["SurfaceBands", "band_last_delta", "band_limits", "empty_pixels", "probe_pixels", "spread_bands", "weight_interval"]

@@ -122,7 +122,7 @@ def _weighted_color_sum(weights: Tensor, color: Tensor, midpoint: bool, color_or
 
 
 def composite(color: Tensor, sigma: Tensor, t: Tensor, *, density_activation: DensityActivation = "relu",
-              density_bias: float = 0.0, midpoint: bool = False, last_delta: float = 1e10,
+              density_bias: float = 0.0, midpoint: bool = False, last_delta: float | Tensor = 1e10,
               background: Background | Tensor = "black", depth_mode: DepthMode = "expected",
               noise_std: float = 0.0, noise: Tensor | None = None,
               generator: torch.Generator | None = None, color_order: Tensor | None = None) -> Composited:
@@ -134,7 +134,7 @@ def composite(color: Tensor, sigma: Tensor, t: Tensor, *, density_activation: De
         t: (..., S) sample distances along unit rays, sorted ascending.
         density_activation, density_bias: see :func:`activate_density` (EG3D: softplus, bias -1).
         midpoint: composite S-1 intervals with values averaged at the midpoints (EG3D) instead of S samples.
-        last_delta: length of the last interval when ``midpoint=False``.
+        last_delta: length of the last interval when ``midpoint=False``: one for all rays, or per ray (...).
         background: ``"black"`` leaves empty space at 0, ``"white"`` adds ``1 - opacity``, ``"last_sample"``
             gives the farthest sample the remaining weight (pi-GAN's ``last_back``), ``"last_sample+white"`` does
             both, as pi-GAN's renderer with ``last_back`` and ``white_back`` (CARLA-style): the leftover weight
@@ -167,7 +167,9 @@ def composite(color: Tensor, sigma: Tensor, t: Tensor, *, density_activation: De
         t = 0.5 * (t[..., :-1] + t[..., 1:])
     else:
         deltas = t[..., 1:] - t[..., :-1]
-        deltas = torch.cat([deltas, torch.full_like(deltas[..., :1], last_delta)], -1)
+        final = (last_delta.to(deltas).unsqueeze(-1) if isinstance(last_delta, Tensor)
+                 else torch.full_like(deltas[..., :1], last_delta))
+        deltas = torch.cat([deltas, final], -1)
     density = activate_density(sigma, density_activation, density_bias)
     alphas = 1 - torch.exp(-deltas * density)
     shifted = torch.cat([torch.ones_like(alphas[..., :1]), 1 - alphas + 1e-10], -1)

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ..checks import AT_LEAST_ONE, FINITE, NON_NEGATIVE, POSITIVE, check_config
 from ..errors import ConfigError
-from .bands import SurfaceBands, band_limits, empty_pixels, probe_pixels
+from .bands import SurfaceBands
 from .compositing import Background, DensityActivation, DepthMode, activate_density, composite
 from .sampling import Jitter, Spacing, sample_importance, stratified_parts
 
@@ -221,10 +221,12 @@ class _PerRay:
     near: Tensor | float
     far: Tensor | float
     background: Tensor | Background
+    last_delta: Tensor | float = 1e10
 
     def slice(self, sl: slice | Tensor) -> _PerRay:
         """The rays ``sl`` (a slice or an index tensor over R) of every per-ray tensor."""
-        return _PerRay(*(v[:, sl] if isinstance(v, Tensor) else v for v in (self.near, self.far, self.background)))
+        return _PerRay(*(v[:, sl] if isinstance(v, Tensor) else v
+                         for v in (self.near, self.far, self.background, self.last_delta)))
 
 
 def _expand(x: Tensor, shape: tuple[int, ...], name: str, like: Tensor) -> Tensor:
@@ -236,24 +238,26 @@ def _expand(x: Tensor, shape: tuple[int, ...], name: str, like: Tensor) -> Tenso
                          f"{shape}; pass per-ray values of that shape (or one for all rays)") from err
 
 
-def _per_ray(cfg: RenderConfig, rays_o: Tensor, near, far, background) -> _PerRay:
+def _per_ray(cfg: RenderConfig, rays_o: Tensor, near, far, background, last_delta=None) -> _PerRay:
     B, R, _ = rays_o.shape
     near = cfg.near if near is None else near
     far = cfg.far if far is None else far
     near, far = ((_expand(v, (B, R), n, rays_o) if isinstance(v, Tensor) else float(v))
                  for v, n in ((near, "near"), (far, "far")))
+    last = cfg.last_delta if last_delta is None else _expand(last_delta, (B, R), "last_delta", rays_o)
     if background is None:
-        return _PerRay(near, far, cfg.background)
+        return _PerRay(near, far, cfg.background, last)
     if background.dim() == 0:
         raise ValueError("render_rays: background must have a channel dim: (C,), (B, 1, C) or (B, R, C)")
-    return _PerRay(near, far, _expand(background, (B, R, background.shape[-1]), "background", rays_o))
+    return _PerRay(near, far, _expand(background, (B, R, background.shape[-1]), "background", rays_o), last)
 
 
 def _composite(cfg: RenderConfig, feats: Tensor, sigma: Tensor, t: Tensor, generator, background,
-               noise: Tensor | None = None, feats_order: Tensor | None = None):
+               noise: Tensor | None = None, feats_order: Tensor | None = None, last_delta: Tensor | float | None = None):
     return composite(
         feats, sigma, t, density_activation=cfg.density_activation, density_bias=cfg.density_bias,
-        midpoint=cfg.midpoint, last_delta=cfg.last_delta, background=background, depth_mode=cfg.depth_mode,
+        midpoint=cfg.midpoint, last_delta=cfg.last_delta if last_delta is None else last_delta,
+        background=background, depth_mode=cfg.depth_mode,
         noise_std=cfg.noise_std, noise=noise, generator=generator, color_order=feats_order,
     )
 
@@ -273,7 +277,7 @@ def _render_chunk(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderCon
         # The coarse pass only decides where to look: no gradient, no background.
         with torch.no_grad():
             coarse = _composite(cfg, feats.detach(), sigma.detach(), t, generator, background="black",
-                                noise=draws.coarse_noise)
+                                noise=draws.coarse_noise, last_delta=rays.last_delta)
         t_fine = sample_importance(
             t, coarse.weights, cfg.num_importance, smoothing=cfg.importance_smoothing,
             weight_eps=cfg.importance_weight_eps, right=cfg.searchsorted_right, u=draws.importance,
@@ -288,7 +292,8 @@ def _render_chunk(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderCon
     else:
         order = None
     out = _composite(cfg, feats, sigma, t, generator, rays.background,
-                     noise=draws.coarse_noise if cfg.num_importance == 0 else draws.final_noise, feats_order=order)
+                     noise=draws.coarse_noise if cfg.num_importance == 0 else draws.final_noise, feats_order=order,
+                     last_delta=rays.last_delta)
     if return_samples and order is not None:
         feats = feats.gather(-2, order[..., None].expand(-1, -1, -1, feats.shape[-1]))
     density = activate_density(sigma, cfg.density_activation, cfg.density_bias) if return_samples else None
@@ -320,7 +325,8 @@ def render_rays(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderConfi
                 generator: torch.Generator | None = None, draws: RandomDraws | None = None,
                 camera_frame: CameraFrameRays | None = None, near: Tensor | float | None = None,
                 far: Tensor | float | None = None, background: Tensor | None = None,
-                return_samples: bool = False, grid: tuple[int, int] | None = None) -> RayOutput:
+                return_samples: bool = False, grid: tuple[int, int] | None = None,
+                last_delta: Tensor | None = None) -> RayOutput:
     """Volume-render a batch of rays through ``field``.
 
     Args:
@@ -340,19 +346,23 @@ def render_rays(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderConfi
             the features; off by default).
         grid: (height, width) of the image the rays form, row-major (R = height * width); needed by the
             fast sampling of ``cfg.bands`` (its probe takes every stride-th pixel), ignored without it.
+        last_delta: (B, R) length of each ray's last interval in place of ``cfg.last_delta`` (without midpoint
+            compositing; the fast mode's bands that end before their ray's far end are no backdrop).
     Returns:
         :class:`RayOutput`. Chunks of rays are rendered independently (``cfg.max_points`` field
         evaluations each); all random draws are made up front for the full batch, so the result does not
         depend on the chunk size.
     """
     B, R, _ = rays_o.shape
-    rays = _per_ray(cfg, rays_o, near, far, background)
+    rays = _per_ray(cfg, rays_o, near, far, background, last_delta)
     if cfg.bands is not None:
         if draws is not None:
             raise ValueError("render_rays: injected draws reproduce the exact sampling; the fast sampling of "
                              "cfg.bands places its own samples (render with bands=None to use draws)")
-        return _render_banded(field, rays_o, rays_d, cfg, _image_grid(grid, R), generator, camera_frame, rays,
-                              return_samples)
+        from .banded import render_banded  # banded.py renders through this function: imported here, not above
+
+        return render_banded(field, rays_o, rays_d, cfg, _image_grid(grid, R), generator, camera_frame, rays,
+                             return_samples)
     draws = _draws_up_front(cfg, draws, rays_o, generator)
     samples_per_ray = cfg.num_samples + cfg.num_importance
     if cfg.max_points is None or B * R * samples_per_ray <= cfg.max_points:
@@ -372,80 +382,6 @@ def _image_grid(grid: tuple[int, int] | None, num_rays: int) -> tuple[int, int]:
         raise ValueError(f"render_rays: fast sampling (cfg.bands) needs grid=(height, width) with height * width "
                          f"= the {num_rays} rays (got grid={grid}); pass the rays' image size")
     return int(grid[0]), int(grid[1])
-
-
-def _render_banded(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderConfig, image_hw: tuple[int, int],
-                   generator: torch.Generator | None, frame: CameraFrameRays | None, rays: _PerRay,
-                   return_samples: bool) -> RayOutput:
-    """``cfg.bands``' fast sampling: the probe pixels with the exact sampling, then every ray in its band."""
-    exact = replace(cfg, bands=None)
-    index, hp, wp = probe_pixels(*image_hw, cfg.bands.probe_stride, device=rays_o.device)
-    probe_rays = rays.slice(index)
-    probe_frame = None if frame is None else CameraFrameRays(frame.cam2world, frame.dirs_cam[:, index])
-    with torch.no_grad():  # the probe only decides where to look, like the coarse pass
-        probe = render_rays(field, rays_o[:, index], rays_d[:, index], exact, generator=generator,
-                            camera_frame=probe_frame, near=probe_rays.near, far=probe_rays.far,
-                            background=_tensor_or_none(probe_rays.background))
-        near, far = band_limits(cfg.bands, probe.t, probe.weights, cfg.num_samples, (hp, wp), image_hw,
-                                rays.near, rays.far)
-        empty = empty_pixels(cfg.bands, probe.opacity, (hp, wp), image_hw)
-    band = replace(exact, num_samples=cfg.bands.samples, num_importance=cfg.bands.importance, perturb=False,
-                   importance_det=True)
-    if not bool(empty.any()):
-        return render_rays(field, rays_o, rays_d, band, generator=generator, near=near, far=far,
-                           background=_tensor_or_none(rays.background), return_samples=return_samples)
-    # Rays with nothing around them take two samples (the background alone); the others their band. Each
-    # batch row is reordered occupied-first, so both sets stay (B, R_i) rectangles for the field.
-    order = torch.argsort(empty.to(torch.int8), dim=1, stable=True)
-    split = int((~empty).sum(1).max())
-    parts = []
-    for idx, sub_cfg, bounds in ((order[:, :split], band, (near, far)),
-                                 (order[:, split:], replace(band, num_samples=2, num_importance=0), (rays.near, rays.far))):
-        take = (lambda v, idx=idx: v.gather(1, idx) if v.dim() == 2 else v.gather(1, idx[..., None].expand(-1, -1, v.shape[-1])))
-        lo, hi = (take(b.expand_as(near)) if isinstance(b, Tensor) else b for b in bounds)
-        background = _tensor_or_none(rays.background)
-        parts.append(render_rays(field, take(rays_o), take(rays_d), sub_cfg, generator=generator, near=lo, far=hi,
-                                 background=None if background is None else take(background),
-                                 return_samples=return_samples))
-    return _scatter_rays(parts, order)
-
-
-def _tensor_or_none(x) -> Tensor | None:
-    return x if isinstance(x, Tensor) else None
-
-
-def _pad_samples(x: Tensor | None, size: int, dim: int, fill: float | None) -> Tensor | None:
-    """``x`` padded along ``dim`` to ``size`` with ``fill`` (None: repeating its last entry)."""
-    if x is None or x.shape[dim] >= size:
-        return x
-    last = x.narrow(dim, x.shape[dim] - 1, 1)
-    pad = last if fill is None else torch.full_like(last, fill)
-    shape = list(x.shape)
-    shape[dim] = size - x.shape[dim]
-    return torch.cat([x, pad.expand(*shape)], dim)
-
-
-def _scatter_rays(parts: list[RayOutput], order: Tensor) -> RayOutput:
-    """Two renders of the rays ``order[:, :R_0]`` and ``order[:, R_0:]`` back in ray order, per-sample fields
-    of the shorter one padded (weights and densities with zeros, distances and transmittance repeated)."""
-    samples = max(p.t.shape[-1] for p in parts)
-    intervals = samples - (parts[0].t.shape[-1] - parts[0].weights.shape[-1])  # S or S - 1 (midpoints)
-    # per-sample field: (padded size, sample dim, fill value or None to repeat the last entry)
-    per_sample = {"t": (samples, -1, None), "weights": (intervals, -1, 0.0), "transmittance": (intervals, -1, None),
-                  "sample_features": (samples, -2, None), "sample_density": (samples, -1, 0.0)}
-    joined = {}
-    for f in fields(RayOutput):
-        values = [getattr(p, f.name) for p in parts]
-        if values[0] is None:
-            joined[f.name] = None
-            continue
-        if f.name in per_sample:
-            size, dim, fill = per_sample[f.name]
-            values = [_pad_samples(v, size, dim, fill) for v in values]
-        cat = torch.cat(values, 1)
-        index = order.reshape(*order.shape, *([1] * (cat.dim() - 2))).expand_as(cat)
-        joined[f.name] = torch.empty_like(cat).scatter_(1, index, cat)
-    return RayOutput(**joined)
 
 
 def density_normals(sigma_fn: Callable[[Tensor], Tensor], points: Tensor, chunk: int = 65536) -> Tensor:

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ...rendering import FieldFn, RenderConfig, shaped_density
-from ...rendering.bands import band_limits, probe_pixels
+from ...rendering.bands import band_last_delta, band_limits, probe_pixels
 from ...rendering.compositing import Composited, composite
 from ...rendering.sampling import blend_toward_band, sample_importance, stratified_parts
 
@@ -98,9 +98,11 @@ def query(field: FieldFn, rays_o: Tensor, rays_d: Tensor, t: Tensor, name: str, 
     return SamplePass(name, t, rgb.reshape(B, R, S, -1), shaped_density(sigma.reshape(B, R, S), points, cfg))
 
 
-def _composite(cfg: RenderConfig, rgb: Tensor, sigma: Tensor, t: Tensor, background, generator) -> Composited:
+def _composite(cfg: RenderConfig, rgb: Tensor, sigma: Tensor, t: Tensor, background, generator,
+               last_delta: Tensor | None = None) -> Composited:
     return composite(rgb, sigma, t, density_activation=cfg.density_activation, density_bias=cfg.density_bias,
-                     midpoint=cfg.midpoint, last_delta=cfg.last_delta, background=background,
+                     midpoint=cfg.midpoint, last_delta=cfg.last_delta if last_delta is None else last_delta,
+                     background=background,
                      depth_mode=cfg.depth_mode, noise_std=cfg.noise_std, generator=generator)
 
 
@@ -116,13 +118,14 @@ def importance_distances(p: SamplePass, cfg: RenderConfig, count: int, u: Tensor
 
 
 def merge_passes(passes: list[SamplePass], cfg: RenderConfig, generator: torch.Generator | None,
-                 background=None) -> tuple[Composited, Tensor, Tensor]:
+                 background=None, last_delta: Tensor | None = None) -> tuple[Composited, Tensor, Tensor]:
     """Composite the passes' samples merged in distance order (a stable sort: ties keep the passes' order).
-    Returns (compositing, sorted t (B, R, S), order (B, R, S)); ``background`` defaults to ``cfg.background``."""
+    Returns (compositing, sorted t (B, R, S), order (B, R, S)); ``background`` defaults to ``cfg.background``,
+    ``last_delta`` (B, R) to ``cfg.last_delta``."""
     t, order = torch.sort(torch.cat([p.t for p in passes], -1), dim=-1, stable=True)
     rgb = torch.cat([p.rgb for p in passes], -2).gather(-2, order[..., None].expand(-1, -1, -1, 3))
     sigma = torch.cat([p.sigma for p in passes], -1).gather(-1, order)
-    out = _composite(cfg, rgb, sigma, t, cfg.background if background is None else background, generator)
+    out = _composite(cfg, rgb, sigma, t, cfg.background if background is None else background, generator, last_delta)
     return out, t, order
 
 
@@ -236,7 +239,8 @@ def render_banded(field: FieldFn, rays_o: Tensor, rays_d: Tensor, cfg: RenderCon
         fine_cfg = replace(exact, importance_det=True)
         t_fine = importance_distances(passes[0], fine_cfg, bands.importance, None, generator)
         passes.append(_query_chunked(field, rays_o, rays_d, t_fine, "band_fine", exact))
-    out, t, order = merge_passes(passes, exact, generator)
+    out, t, order = merge_passes(passes, exact, generator,
+                                 last_delta=band_last_delta(near, far, cfg.far, cfg.last_delta, bands.samples))
     return ThreePassRays(out, t, passes, order)
 
 
