@@ -301,23 +301,26 @@ def eg3d_cases(preset: str, nrr: list[int], device: torch.device, compile_modes:
 
 def checkpoint_cases(paths: list[str], device: torch.device, resolutions: list[int]) -> list[Case]:
     """Render cases of trained checkpoints (their own evaluation settings, three views of seeds 0-2)."""
-    cases = []
-    for path in paths:
-        G = aware3d.load(path, device=device).eval()
-        p = G.config.pose
-        cams = G.cameras([p.yaw_mean + d for d in (-0.4, 0.0, 0.3)], [p.pitch_mean] * 3)
-        w = G.mapping(G.z_from_seeds([0, 1, 2]), G.config.eval_truncation_psi).detach()
-        cfg = G.eval_render_config()
+    return [case for path in paths for case in _checkpoint_cases(path, device, resolutions)]
 
-        def image(render, res, G=G, w=w, cams=cams, folded=True):
-            gen = torch.Generator(device=G.device).manual_seed(0)
-            return G.synthesis(w, cams, resolution=res, render=render, fast=folded, generator=gen).image
-        for res in resolutions:
-            modes = {"reference": in_reference(lambda res=res: image(cfg, res, folded=False)),
-                     "exact": lambda res=res: image(cfg, res),
-                     **fast_modes(lambda render, low, res=res: image(render, res), cfg)}
-            cases.append(Case(G.family, f"trained {path} ({G.preset}), {res} px, batch 3", modes, tolerance=1e-4,
-                              batch=3, converged=converged(lambda render, low, res=res: image(render, res), cfg)))
+
+def _checkpoint_cases(path: str, device: torch.device, resolutions: list[int]) -> list[Case]:
+    G = aware3d.load(path, device=device).eval()
+    p = G.config.pose
+    cams = G.cameras([p.yaw_mean + d for d in (-0.4, 0.0, 0.3)], [p.pitch_mean] * 3)
+    w = G.mapping(G.z_from_seeds([0, 1, 2]), G.config.eval_truncation_psi).detach()
+    cfg = G.eval_render_config()
+
+    def image(render, res, folded=True):
+        gen = torch.Generator(device=G.device).manual_seed(0)
+        return G.synthesis(w, cams, resolution=res, render=render, fast=folded, generator=gen).image
+    cases = []
+    for res in resolutions:
+        modes = {"reference": in_reference(lambda res=res: image(cfg, res, folded=False)),
+                 "exact": lambda res=res: image(cfg, res),
+                 **fast_modes(lambda render, low, res=res: image(render, res), cfg)}
+        cases.append(Case(G.family, f"trained {path} ({G.preset}), {res} px, batch 3", modes, tolerance=1e-4,
+                          batch=3, converged=converged(lambda render, low, res=res: image(render, res), cfg)))
     return cases
 
 

@@ -321,3 +321,18 @@ def test_weight_at_a_rays_end_opens_its_band_to_each_pixels_own_bound():
     near, far = band_limits(bands, t[None, :1], weights[None, :1], 10, (1, 1), (1, 1), torch.full((1, 1), 1.5),
                             torch.full((1, 1), 2.5))
     assert near.item() == pytest.approx(2.0) and far.item() == pytest.approx(2.5)  # this pixel's own far
+
+
+def test_a_batch_row_without_empty_rays_beside_one_with_them():
+    cams = Cameras.from_angles([0.0, 0.0], [1.5708, 1.5708], 12.0, radius=1.0)
+    rays_o, rays_d = generate_rays(cams, 16, 16)[:2]
+    cfg = RenderConfig(near=0.85, far=1.15, num_samples=8, num_importance=8, perturb=False, importance_det=True,
+                       bands=SurfaceBands(probe_stride=2))
+
+    def field(points, dirs):  # batch row 0 holds a ball, row 1 nothing at all
+        color, sigma = sphere_field(points, dirs)
+        return color, sigma * torch.tensor([1.0, 0.0])[:, None]
+    out = render_rays(field, rays_o, rays_d, cfg, grid=(16, 16))
+    exact = render_rays(field, rays_o, rays_d, replace(cfg, bands=None))
+    assert torch.isfinite(out.features).all() and out.features.shape == (2, 256, 3)
+    assert (out.opacity[1] == 0).all() and (out.opacity[0] - exact.opacity[0]).abs().mean() < 1e-2

@@ -68,6 +68,8 @@ def _split(mask: Tensor, first: Callable[[Tensor], RayOutput], rest: Callable[[T
     """``first(index)`` for the rays where ``mask`` (B, R) holds, ``rest(index)`` for the others, joined."""
     order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
     split = int(mask.sum(1).max())
+    if split == mask.shape[1]:  # some row is all in the subset: the others render with it (no empty render)
+        return _scatter_rays([first(order)], order)
     return _scatter_rays([first(order[:, :split]), rest(order[:, split:])], order)
 
 

@@ -177,8 +177,12 @@ def band_limits(bands: SurfaceBands, probe_t: Tensor, probe_weights: Tensor, num
     opens = [spread_bands(o.float(), o.float(), probe_hw, image_hw, bands.probe_stride, 0.0, bands.footprint)[1] > 0
              for o in (open_start, open_end)]
     lo, hi = lo.masked_fill(opens[0], -torch.inf), hi.masked_fill(opens[1], torch.inf)
-    lo = torch.maximum(lo, near) if isinstance(near, Tensor) else lo.clamp_min(near)
-    hi = torch.minimum(hi, far) if isinstance(far, Tensor) else hi.clamp_max(far)
+    near, far = (torch.as_tensor(v, dtype=lo.dtype, device=lo.device).expand_as(lo) for v in (near, far))
+    # A probe band outside this pixel's own bounds (they differ per ray: tracked bands, ray-box exits) says
+    # nothing about it: the whole ray then.
+    outside = (lo >= far) | (hi <= near)
+    lo = torch.where(outside, near, torch.maximum(lo, near))
+    hi = torch.where(outside, far, torch.minimum(hi, far))
     return lo, torch.maximum(hi, lo)
 
 
