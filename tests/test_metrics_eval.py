@@ -68,8 +68,8 @@ class SphereGenerator(Generator3D):
     def color(self, w):
         return lambda points: self.field(points, torch.zeros_like(points))[0]
 
-    def eval_render_config(self, num_samples=None, **changes):
-        return replace(self.config.eval_render, **changes)
+    def eval_render_config(self, num_samples=None, fast=False, **changes):
+        return super().eval_render_config(None, fast, **changes)
 
     def field(self, points, dirs):
         color = 0.5 + 0.4 * torch.sin(40 * points + torch.tensor([0.0, 1.0, 2.0]))

@@ -3,7 +3,7 @@
 The reference kernels follow the official code's arithmetic op for op (they are what the bit-exact parity
 work was done against); the optimized kernels compute the same functions with less memory traffic
 (channels-last feature maps, polyphase upsampling, padding folded into the convolution, in-place
-activations when no gradient is recorded, one weighted gather over the stacked tri-planes instead of three
+activations when no gradient is recorded, gain and bias folded into non-resampling modulated convolutions, one weighted gather over the stacked tri-planes instead of three
 ``grid_sample`` calls, compositing as one weighted matrix product over the unsorted samples, FiLM layers
 folded into per-sample weights when gradients are recorded) and agree with the reference to float32
 rounding, well inside the parity tolerances.

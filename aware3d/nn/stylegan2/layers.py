@@ -418,27 +418,30 @@ class SynthesisLayer(nn.Module):
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        if self.up == 1 and fused_modconv and use_optimized_kernels(x) and not torch.is_grad_enabled():
-            return self._folded_inference(x, styles, noise, _DEFAULT_GAIN["lrelu"] * gain, clamp)
+        if self.up == 1 and fused_modconv and use_optimized_kernels(x):
+            return self._folded(x, styles, noise, _DEFAULT_GAIN["lrelu"] * gain, clamp)
         x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
                              resample_filter=self.resample_filter, flip_weight=(self.up == 1),
                              fused_modconv=fused_modconv)
         return bias_act(x, self.bias.to(x.dtype), act="lrelu", gain=_DEFAULT_GAIN["lrelu"] * gain, clamp=clamp,
                         overwrite_input=True)
 
-    def _folded_inference(self, x: Tensor, styles: Tensor, noise: Tensor | None, act_gain: float,
-                          clamp: float | None) -> Tensor:
-        """The same layer in three passes over the output instead of five (inference, no resampling): the gain
-        is folded into the demodulated weights, the bias and the noise (``lrelu(y) g = lrelu(g y)``, g > 0), the
+    def _folded(self, x: Tensor, styles: Tensor, noise: Tensor | None, act_gain: float,
+                clamp: float | None) -> Tensor:
+        """The same layer in three passes over the output instead of five (fused, no resampling): the gain is
+        folded into the demodulated weights, the bias and the noise (``lrelu(y) g = lrelu(g y)``, g > 0), the
         bias into the convolution, and the clamp moved before the activation (``clamp(lrelu(y), -c, c) =
-        lrelu(clamp(y, -c / slope, c))``, lrelu being monotonic). Equal to the reference up to float rounding."""
+        lrelu(clamp(y, -c / slope, c))``, lrelu being monotonic). Equal to the reference up to float rounding;
+        in place unless gradients are recorded (the same values either way)."""
         x = modulated_conv2d(x, self.weight, styles, padding=self.padding, fused_modconv=True, scale=act_gain,
                              bias=self.bias * act_gain)
+        in_place = not torch.is_grad_enabled()
         if noise is not None:
-            x = x.add_((noise * act_gain).to(x.dtype))
+            noise = (noise * act_gain).to(x.dtype)
+            x = x.add_(noise) if in_place else x + noise
         if clamp is not None and clamp >= 0:
-            x = x.clamp_(-clamp / LRELU_SLOPE, clamp)
-        return F.leaky_relu(x, LRELU_SLOPE, inplace=True)
+            x = x.clamp_(-clamp / LRELU_SLOPE, clamp) if in_place else x.clamp(-clamp / LRELU_SLOPE, clamp)
+        return F.leaky_relu(x, LRELU_SLOPE, inplace=in_place)
 
 
 class ToRGBLayer(nn.Module):
