@@ -107,7 +107,8 @@ def weight_interval(t: Tensor, weights: Tensor, mass: float, min_opacity: float 
     cut = (1.0 - mass) / 2
     first = (cdf <= cut).sum(-1, keepdim=True).clamp(max=n - 1)
     last = (cdf < 1.0 - cut).sum(-1, keepdim=True).clamp(max=n - 1)
-    start, end = starts.gather(-1, first)[..., 0], torch.maximum(starts.gather(-1, first), ends.gather(-1, last))[..., 0]
+    start = starts.gather(-1, first)
+    start, end = start[..., 0], torch.maximum(start, ends.gather(-1, last))[..., 0]
     empty = total[..., 0] < min_opacity
     lo, hi = t[..., 0], t[..., -1]
     if open_ends:
@@ -128,8 +129,8 @@ def spread_bands(start: Tensor, end: Tensor, probe_hw: tuple[int, int], image_hw
     """Probe bands (B, hp * wp) given to every image pixel: (near, far), each (B, height * width), world units.
 
     Each probe band first extends ``reach`` of the way toward the smallest start and the largest end of its
-    3 x 3 probe neighbourhood (0: stays; 1: becomes their union); then pixel (i, j) takes the band of its nearest probe pixel (``footprint="nearest"``) or
-    merges those of the 2 x 2 probe pixels around it (``"bracket"``: the probe centres before and after it
+    3 x 3 probe neighbourhood (0: stays; 1: becomes their union); then pixel (i, j) takes the band of its
+    nearest probe pixel (``footprint="nearest"``) or merges those of the 2 x 2 probe pixels around it (``"bracket"``: the probe centres before and after it
     along each axis, the ones bilinear interpolation would read), which holds both sides of a silhouette that
     runs between probe pixels at the price of wider bands (thinner sampling) wherever the depth varies.
     """

@@ -45,7 +45,7 @@ class SamplePass:
     """One pass's samples: distances (sorted within the pass) and the field's outputs there."""
 
     name: str
-    """"coarse", "fine" or "fine2"."""
+    """"coarse", "fine" or "fine2" (the fast mode's band passes: "band", "band_fine")."""
     t: Tensor
     """(B, R, S) distances along the unit rays, world units."""
     rgb: Tensor
