@@ -249,7 +249,7 @@ def test_panel_has_one_control_per_declared_condition(tmp_path, preset, override
     try:
         handles = viewer.controls.handles
         assert {"light", "class_label"} & set(handles) == condition_controls
-        assert {"seed", "seed_b", "mix", "truncation_psi", "resolution", "num_samples", "display"} <= set(handles)
+        assert {"seed", "seed_b", "mix", "truncation_psi", "resolution", "num_samples", "display", "fast"} <= set(handles)
         if "light" in handles:
             handles["light"][2].value = 1.0  # dx: the light moves to the side
             assert viewer.state.light[2] == 1.0
@@ -257,6 +257,8 @@ def test_panel_has_one_control_per_declared_condition(tmp_path, preset, override
             handles["class_label"].value = 2
             assert viewer.state.class_label == 2
         handles["num_samples"].value = 6
+        handles["fast"].value = True
+        assert viewer.state.fast
         assert viewer.worker.wait_idle(30)
         assert viewer.last_frame.state == viewer.state
         path, data = viewer._save_view()
