@@ -234,6 +234,15 @@ def test_render_tool_fast_flag_reaches_the_renderer_and_is_recorded(tmp_path):
     assert (tmp_path / "grid.png").exists()
 
 
+def test_fast_samples_choose_the_band_samples_and_need_fast(tmp_path, capsys):
+    main(["render", "--checkpoint", "pigan-tiny", "--out", str(tmp_path), "--seeds", "0", "--resolution", "16",
+          "--fast", "--fast-samples", "6", "2", "--no-progress"])
+    bands = json.loads((tmp_path / "render.json").read_text())["render"]["bands"]
+    assert (bands["samples"], bands["importance"]) == (6, 2)
+    status = main(["render", "--checkpoint", "pigan-tiny", "--out", str(tmp_path), "--fast-samples", "6", "2"])
+    assert status != 0 and "give it with --fast" in capsys.readouterr().err
+
+
 def test_viewer_state_fast_toggles_the_render_settings():
     from aware3d.viewer import ViewState, home_view
     from aware3d.viewer.frames import FrameRenderer

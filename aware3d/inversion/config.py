@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, UNIT_INTERVAL, Range, check_config
+from ..rendering.bands import SurfaceBands
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,10 @@ class InversionConfig:
     fixed image size whatever it is)."""
     num_samples: int | None = None
     """Samples per ray (None: the model's evaluation setting)."""
-    fast: bool = False
+    fast: bool | SurfaceBands = False
     """The fast mode's band sampling in every render of the inversion (the tools' ``--fast``): fewer samples
-    per ray around the surface a sparse probe finds; approximate (about 1e-2 mean absolute image error)."""
+    per ray around the surface a sparse probe finds; approximate (about 1e-2 mean absolute image error). True:
+    the default bands; or the bands to use."""
     search: SearchConfig = field(default_factory=SearchConfig)
     """The coarse camera search."""
     optim: OptimConfig = field(default_factory=OptimConfig)

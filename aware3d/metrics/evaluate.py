@@ -24,6 +24,7 @@ import torch
 from ..config import to_dict
 from ..models.base import Condition, Generator3D
 from ..nn.kernels import low_precision
+from ..rendering.bands import SurfaceBands
 from . import protocols  # noqa: F401  (registers the built-in metrics)
 from . import faces as _face_metrics  # noqa: F401  (registers the face-model metrics)
 from .depth import DepthNetConfig
@@ -85,7 +86,8 @@ def evaluate(G: Generator3D, metrics: str | Sequence[str], data=None, *, num_gen
              camera: str | None = None, resolution: int | None = None, num_samples: int | None = None,
              lock_view_dependence: bool = False, depth_net: DepthNetConfig | None = None,
              reprojection: ReprojectionConfig | None = None, swd: SWDConfig | None = None,
-             configs: Sequence[Any] = (), condition: Condition | None = None, fast: bool = False) -> dict[str, Any]:
+             configs: Sequence[Any] = (), condition: Condition | None = None,
+             fast: bool | SurfaceBands = False) -> dict[str, Any]:
     """Compute named metrics of generator ``G``.
 
     Args:
@@ -107,8 +109,9 @@ def evaluate(G: Generator3D, metrics: str | Sequence[str], data=None, *, num_gen
         configs: settings objects of other metrics (each read by type, see :meth:`MetricContext.config`).
         condition: what generation is conditioned on besides z and the camera (one row per image or one for
             all), for families that accept it; None: no condition.
-        fast: render in the fast mode (band sampling and bfloat16 where fast; see the tools' ``--fast``); the
-            settings record it, and the numbers then describe the fast renders.
+        fast: render in the fast mode (band sampling and bfloat16 where fast; see the tools' ``--fast``): True
+            for the default bands, or the :class:`~aware3d.rendering.bands.SurfaceBands` to use; the settings
+            record it (the render settings the bands), and the numbers then describe the fast renders.
     Returns:
         ``{"results": {flat name: float}, "metrics": {name: details}, "settings": {...}, "data": {...}}``;
         ``results`` holds each metric's main value under its name plus extras (``swd_<res>``, ``kid50k_full_std``,
@@ -143,7 +146,7 @@ def evaluate(G: Generator3D, metrics: str | Sequence[str], data=None, *, num_gen
     was_training = G.training
     G.eval()
     try:
-        with low_precision(fast):
+        with low_precision(bool(fast)):
             details = run_metrics(chosen, context)
     finally:
         G.train(was_training)
@@ -155,7 +158,7 @@ def evaluate(G: Generator3D, metrics: str | Sequence[str], data=None, *, num_gen
         "metrics": ordered,
         "settings": {"seed": seed, "batch": batch, "resolution": res, "image_resolution": image_res,
                      "render": to_dict(render),
-                     "lock_view_dependence": lock_view_dependence, "fast": fast, "device": str(G.device), "cache_dir": str(cache),
+                     "lock_view_dependence": lock_view_dependence, "fast": bool(fast), "device": str(G.device), "cache_dir": str(cache),
                      "num_gen_override": num_gen, "truncation_psi_override": truncation_psi, "camera_override": camera},
         "data": data_info(data) if data is not None else None,
     }

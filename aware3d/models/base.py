@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ..faces import FaceCoefficients
     from ..inversion.space import LatentSpace
     from ..rendering import RenderConfig
+    from ..rendering.bands import SurfaceBands
     from .light_prior import LightPrior
 
 
@@ -190,18 +191,19 @@ class Generator3D(nn.Module, abc.ABC):
     def update_w_avg(self, *args, **kwargs) -> Tensor:
         """Recompute the truncation centre from random latents (fresh and imported models)."""
 
-    def eval_render_config(self, num_samples: int | None = None, fast: bool = False, **changes) -> "RenderConfig":
+    def eval_render_config(self, num_samples: int | None = None, fast: "bool | SurfaceBands" = False,
+                           **changes) -> "RenderConfig":
         """The tools' render settings (``config.eval_render``) with the coarse and fine sample counts set to
         ``num_samples`` if given (the fine ones only where the config importance-samples), the fast mode's
-        band sampling if ``fast`` (:class:`~aware3d.rendering.bands.SurfaceBands`, its defaults), then
-        ``changes``."""
+        band sampling if ``fast`` (True: :class:`~aware3d.rendering.bands.SurfaceBands`' defaults; or the
+        bands to use), then ``changes``."""
         from ..rendering.bands import SurfaceBands
 
         cfg = self.config.eval_render
         if num_samples is not None:
             changes.update(num_samples=num_samples, num_importance=num_samples if cfg.num_importance else 0)
         if fast:
-            changes.setdefault("bands", SurfaceBands())
+            changes.setdefault("bands", fast if isinstance(fast, SurfaceBands) else SurfaceBands())
         return replace(cfg, **changes)
 
     def image_resolution(self, render_resolution: int) -> int:

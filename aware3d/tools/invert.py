@@ -40,7 +40,7 @@ from ..faces import load_regressor
 from ..inversion.invert import InversionResult, face_condition, invert, mean_render, target_size
 from ..inversion.losses import load_discriminator
 from ..inversion.plot import plot_history
-from .common import LatentViews, ModelOptions, load_model, out_dir, settings_record
+from .common import LatentViews, ModelOptions, fast_setting, load_model, out_dir, settings_record
 from .render import save_view
 from .shapes import resolve_level
 
@@ -142,7 +142,7 @@ def check_invert_options(opts: InvertOptions) -> None:
 def inversion_config(opts: InvertOptions) -> InversionConfig:
     """The :class:`InversionConfig` the options describe."""
     return InversionConfig(
-        resolution=opts.resolution, num_samples=opts.num_samples, fast=opts.fast, seed=opts.seed,
+        resolution=opts.resolution, num_samples=opts.num_samples, fast=fast_setting(opts), seed=opts.seed,
         search=SearchConfig(yaw_steps=opts.search_grid[0], pitch_steps=opts.search_grid[1], steps=opts.search_steps,
                             resolution=opts.search_resolution),
         optim=OptimConfig(steps=opts.steps, refine_steps=opts.refine_steps, lr=opts.lr, camera_lr=opts.camera_lr),

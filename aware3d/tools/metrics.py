@@ -18,7 +18,7 @@ from ..metrics.evaluate import evaluate
 from ..metrics.faces import FaceMetricsConfig
 from ..metrics.generation import image_resolution
 from ..metrics.registry import parse_metric_list
-from .common import ModelOptions, load_model, out_dir, settings_record, tool_condition
+from .common import ModelOptions, fast_setting, load_model, out_dir, settings_record, tool_condition
 
 
 @dataclass
@@ -85,7 +85,7 @@ def run(opts: MetricsOptions) -> dict:
         cache_dir=opts.cache_dir, progress=opts.progress, inception=opts.inception,
         truncation_psi=opts.truncation_psi, camera=opts.camera, resolution=opts.resolution,
         num_samples=opts.num_samples, lock_view_dependence=opts.lock_view_dependence, depth_net=depth_cfg,
-        condition=tool_condition(G, opts), fast=opts.fast,
+        condition=tool_condition(G, opts), fast=fast_setting(opts),
         configs=[FaceMetricsConfig(regressor=opts.face_regressor)] if opts.face_regressor else (),
     )
     file = out / "metrics.json"
