@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -54,7 +55,16 @@ def init_distributed(device: str) -> DistInfo:
 
 
 def shutdown_distributed() -> None:
+    """Leave the process group, after every rank is done with it: a rank tearing its connections down while a
+    peer still talks to the store aborted that peer's exit (SIGABRT, once, two nodes under load)."""
     if dist.is_available() and dist.is_initialized():
+        try:
+            if dist.get_backend() == "gloo":
+                dist.monitored_barrier(timeout=timedelta(seconds=60))  # a peer that is gone: an error, no hang
+            else:
+                dist.barrier()
+        except RuntimeError:
+            pass  # a peer already left: nothing to wait for
         dist.destroy_process_group()
 
 
