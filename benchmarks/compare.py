@@ -221,24 +221,24 @@ def device_modes(modes: dict[str, Callable], device: torch.device, compile_modes
     return {**modes, **extra}
 
 
-def fast_modes(render: Callable[[object, bool], torch.Tensor], cfg) -> dict[str, Callable]:
-    """The fast mode and its two parts, from ``render(render_config, low_precision) -> image``: ``bands`` (band
-    sampling alone, float32), ``bf16`` (the exact sampling in bfloat16 kernels) and ``fast`` (both: --fast)."""
+def fast_modes(render: Callable[[object], torch.Tensor], cfg) -> dict[str, Callable]:
+    """The fast mode and its two parts, from ``render(render_config) -> image``: ``bands`` (band sampling
+    alone, float32), ``bf16`` (the exact sampling in bfloat16 kernels) and ``fast`` (both: --fast)."""
     def mode(bands: bool, low: bool) -> Callable[[], torch.Tensor]:
         config = replace(cfg, bands=SurfaceBands()) if bands else cfg
 
         def run():
             with low_precision(low):
-                return render(config, low)
+                return render(config)
         return run
     return {"bands": mode(True, False), "bf16": mode(False, True), "fast": mode(True, True)}
 
 
-def converged(render: Callable[[object, bool], torch.Tensor], cfg) -> Callable[[], torch.Tensor]:
+def converged(render: Callable[[object], torch.Tensor], cfg) -> Callable[[], torch.Tensor]:
     """``render`` with 4x the coarse and fine samples, unjittered, deterministic importance sampling."""
     dense = replace(cfg, num_samples=4 * cfg.num_samples, num_importance=4 * cfg.num_importance, perturb=False,
                     importance_det=True)
-    return lambda: render(dense, False)
+    return lambda: render(dense)
 
 
 def render_modes(G, cams, render, **kw) -> tuple[dict[str, Callable], Callable]:
@@ -251,7 +251,7 @@ def render_modes(G, cams, render, **kw) -> tuple[dict[str, Callable], Callable]:
         return G.synthesis(w, cams, fast=folded, generator=gen, render=cfg, **kw).image
 
     return ({"reference": in_reference(lambda: image(render, folded=False)), "exact": lambda: image(render),
-             **fast_modes(lambda cfg, low: image(cfg), render)}, converged(lambda cfg, low: image(cfg), render))
+             **fast_modes(image, render)}, converged(image, render))
 
 
 PRESET_OVERRIDES = {"cgof-celeba": ["face_model=synthetic"]}
@@ -290,12 +290,12 @@ def eg3d_cases(preset: str, nrr: list[int], device: torch.device, compile_modes:
             return G.render_planes(planes, ws, cams, resolution=r, render=render, generator=gen).image
 
         cached = {"reference": in_reference(camera_only), "exact": camera_only,
-                  **fast_modes(lambda render, low: camera_only(render), cfg)}
+                  **fast_modes(camera_only, cfg)}
         full, cached = device_modes(full, device, compile_modes), device_modes(cached, device, compile_modes)
         cases.append(Case(G.family, f"{preset} {G.config.img_resolution} px frame, neural {r} px", full, 1e-4,
                           official_seconds("eg3d", "timing.json", "full", f"mapping+synthesis_nrr{r}"), converged=dense))
         cases.append(Case(G.family, f"{preset} camera-only frame, neural {r} px", cached, 1e-4,
-                          converged=converged(lambda render, low: camera_only(render), cfg)))
+                          converged=converged(camera_only, cfg)))
     return cases
 
 
@@ -318,9 +318,9 @@ def _checkpoint_cases(path: str, device: torch.device, resolutions: list[int]) -
     for res in resolutions:
         modes = {"reference": in_reference(lambda res=res: image(cfg, res, folded=False)),
                  "exact": lambda res=res: image(cfg, res),
-                 **fast_modes(lambda render, low, res=res: image(render, res), cfg)}
+                 **fast_modes(lambda render, res=res: image(render, res), cfg)}
         cases.append(Case(G.family, f"trained {path} ({G.preset}), {res} px, batch 3", modes, tolerance=1e-4,
-                          batch=3, converged=converged(lambda render, low, res=res: image(render, res), cfg)))
+                          batch=3, converged=converged(lambda render, res=res: image(render, res), cfg)))
     return cases
 
 

@@ -221,7 +221,7 @@ class _PerRay:
     near: Tensor | float
     far: Tensor | float
     background: Tensor | Background
-    last_delta: Tensor | float = 1e10
+    last_delta: Tensor | float
 
     def slice(self, sl: slice | Tensor) -> _PerRay:
         """The rays ``sl`` (a slice or an index tensor over R) of every per-ray tensor."""
